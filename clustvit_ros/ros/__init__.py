@@ -1,0 +1,1 @@
+"""ros layer of clustvit_ros."""
