@@ -1,0 +1,99 @@
+"""The project's own checkpoint format: one safetensors file whose metadata rebuilds the model.
+
+Metadata (all strings): ``format = "clustvit_ros"``, ``format_version``, ``config`` (the
+:class:`ClustViTConfig` as JSON, with class names and palette) and ``extra`` (JSON of the caller's
+``extra_meta``, e.g. training iteration or source of an import).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .configs import ClustViTConfig
+from .segmentor import ClustViT
+
+FORMAT = "clustvit_ros"
+FORMAT_VERSION = "1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is missing, unreadable, or does not describe a consistent model."""
+
+
+def save_checkpoint(model: ClustViT, path: str | os.PathLike,
+                    extra_meta: dict | None = None) -> None:
+    """Write ``model``'s weights and config to ``path`` (atomically: temp file, then rename)."""
+    try:
+        extra = json.dumps(extra_meta or {})
+    except TypeError as exc:
+        raise ValueError(f"extra_meta must be JSON-serialisable: {exc}") from exc
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
+            "config": json.dumps(model.config.to_dict()), "extra": extra}
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+
+
+def read_metadata(path: str | os.PathLike) -> tuple[ClustViTConfig, dict[str, Any]]:
+    """The (config, extra_meta) stored in a checkpoint, without reading its tensors."""
+    meta = _open(path, lambda f: f.metadata())
+    if not meta or meta.get("format") != FORMAT or "config" not in meta:
+        raise CheckpointError(f"{path}: not a {FORMAT} checkpoint (no config in its metadata); "
+                              "foreign weights need `clustvit convert`")
+    try:
+        config = ClustViTConfig.from_dict(json.loads(meta["config"]))
+        extra = json.loads(meta.get("extra", "{}"))
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: inconsistent config in metadata: {exc}") from exc
+    return config, extra
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> ClustViT:
+    """Rebuild the model stored in ``path`` (in eval mode) on ``map_location``.
+
+    Raises :class:`CheckpointError` naming the file for a missing or corrupt file, a missing or
+    inconsistent config, and missing, unexpected or wrongly shaped tensors.
+    """
+    config, _ = read_metadata(path)
+    tensors = _open(path, lambda f: {k: f.get_tensor(k) for k in f.keys()})
+    with torch.device("meta"):
+        model = ClustViT(config)
+    check_state_dict(model, tensors, str(path))
+    model.load_state_dict(tensors, strict=True, assign=True)
+    return model.to(map_location).eval()
+
+
+def check_state_dict(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Raise :class:`CheckpointError` listing missing, unexpected and wrong-shape keys."""
+    expected = model.state_dict()
+    problems = []
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing:
+        problems.append(f"missing keys {missing}")
+    if unexpected:
+        problems.append(f"unexpected keys {unexpected}")
+    shapes = [f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(v.shape)}"
+              for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
+    if shapes:
+        problems.append(f"wrong shapes [{'; '.join(shapes)}]")
+    if problems:
+        raise CheckpointError(f"{source}: tensors do not match its config: " + ", ".join(problems))
+
+
+def _open(path: str | os.PathLike, read):
+    if not Path(path).is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return read(f)
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise CheckpointError(f"{path}: unreadable safetensors file: {exc}") from exc

@@ -1,0 +1,158 @@
+"""Model configuration: a frozen dataclass that rebuilds a ClustViT (stored in every checkpoint)."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+# name -> (embed_dim, depth, num_heads, mlp_hidden, cluster_hidden, training image side)
+# Paper / official configs (CLUSTVIT.md §1.1); the odd cluster widths are the released values.
+VARIANTS: dict[str, tuple[int, int, int, int, int, int]] = {
+    "tiny": (192, 12, 3, 768, 774, 512),
+    "small": (384, 12, 6, 1536, 1548, 512),
+    "base": (768, 12, 12, 3072, 3096, 512),
+    "large": (1024, 24, 16, 4096, 4128, 640),
+}
+_DIM_FIELDS = ("embed_dim", "depth", "num_heads", "mlp_hidden", "cluster_hidden")
+HEADS = ("mask", "linear")
+
+
+def default_palette(n: int) -> tuple[tuple[int, int, int], ...]:
+    """The PASCAL VOC bit-interleaved colour map (class 0 black), distinct for any ``n < 2**24``."""
+    colours = []
+    for i in range(n):
+        r = g = b = 0
+        for shift in range(7, -1, -1):
+            r |= (i & 1) << shift
+            g |= ((i >> 1) & 1) << shift
+            b |= ((i >> 2) & 1) << shift
+            i >>= 3
+        colours.append((r, g, b))
+    return tuple(colours)
+
+
+@dataclass(frozen=True)
+class ClustViTConfig:
+    """Everything needed to build a :class:`~clustvit_ros.model.segmentor.ClustViT`.
+
+    ``variant`` is a label; the dimensions are authoritative (``from_variant`` sets it to
+    ``"custom"`` when a dimension is overridden). ``img_size`` is the training size: it defines
+    the learned position-embedding grid, other input sizes use a bicubic resize of it.
+    ``k = 0`` builds the plain dense ViT baseline (no Cluster module, no Regenerator).
+    ``ip`` is the index of the block before which the Cluster module runs (0 <= ip < depth).
+    ``num_classes`` may be left 0 when ``class_names`` is given; missing names become
+    ``class_<i>`` and a missing palette the VOC colour map. ``mean``/``std`` apply to RGB 0..255.
+    """
+
+    variant: str = "custom"
+    embed_dim: int = 384
+    depth: int = 12
+    num_heads: int = 6
+    mlp_hidden: int = 1536
+    patch_size: int = 16
+    patch_bias: bool = False
+    img_size: tuple[int, int] = (512, 512)
+    num_classes: int = 0
+    class_names: tuple[str, ...] = ()
+    palette: tuple[tuple[int, int, int], ...] = ()
+    k: int = 3
+    ip: int = 3
+    cluster_hidden: int = 1548
+    head: str = "mask"
+    head_layers: int = 2
+    drop_path: float = 0.1
+    mean: tuple[float, float, float] = (127.5, 127.5, 127.5)
+    std: tuple[float, float, float] = (127.5, 127.5, 127.5)
+
+    def __post_init__(self) -> None:
+        setf = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        setf("img_size", _pair(self.img_size, "img_size"))
+        setf("class_names", tuple(str(n) for n in self.class_names))
+        setf("palette", tuple(tuple(int(v) for v in c) for c in self.palette))
+        setf("mean", tuple(float(v) for v in self.mean))
+        setf("std", tuple(float(v) for v in self.std))
+        if self.num_classes == 0:
+            setf("num_classes", len(self.class_names))
+        if self.num_classes <= 0:
+            raise ValueError("num_classes must be positive (or give class_names)")
+        if not self.class_names:
+            setf("class_names", tuple(f"class_{i}" for i in range(self.num_classes)))
+        if not self.palette:
+            setf("palette", default_palette(self.num_classes))
+        self._validate()
+
+    def _validate(self) -> None:
+        def need(ok: bool, why: str) -> None:
+            if not ok:
+                raise ValueError(f"invalid ClustViTConfig: {why}")
+
+        need(self.variant in (*VARIANTS, "custom"), f"unknown variant {self.variant!r}")
+        for name in ("embed_dim", "depth", "num_heads", "mlp_hidden", "patch_size", "head_layers"):
+            need(int(getattr(self, name)) > 0, f"{name} must be positive")
+        need(self.embed_dim % self.num_heads == 0,
+             f"embed_dim {self.embed_dim} not divisible by num_heads {self.num_heads}")
+        need(all(s % self.patch_size == 0 for s in self.img_size),
+             f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
+        need(self.k >= 0, "k must be >= 0 (0 = dense ViT baseline)")
+        if self.k > 0:
+            need(0 <= self.ip < self.depth, f"ip {self.ip} outside [0, depth={self.depth})")
+            need(self.cluster_hidden > 0, "cluster_hidden must be positive")
+        need(self.head in HEADS, f"head must be one of {HEADS}, got {self.head!r}")
+        need(len(self.class_names) == self.num_classes,
+             f"{len(self.class_names)} class names for num_classes={self.num_classes}")
+        need(len(self.palette) == self.num_classes,
+             f"palette has {len(self.palette)} colours for num_classes={self.num_classes}")
+        need(all(len(c) == 3 and all(0 <= v <= 255 for v in c) for c in self.palette),
+             "palette entries must be RGB triples in 0..255")
+        need(len(self.mean) == 3 and len(self.std) == 3, "mean and std need 3 values (RGB)")
+        need(all(s > 0 and math.isfinite(s) for s in self.std), "std must be positive")
+        need(0.0 <= self.drop_path < 1.0, "drop_path must be in [0, 1)")
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """The learned position-embedding grid (patches) of ``img_size``."""
+        return self.img_size[0] // self.patch_size, self.img_size[1] // self.patch_size
+
+    @classmethod
+    def from_variant(cls, name: str, **overrides: Any) -> "ClustViTConfig":
+        """The paper's ``tiny``/``small``/``base``/``large`` dims (k=3, ip=3), or ``custom``."""
+        if name == "custom":
+            return cls(variant="custom", **overrides)
+        if name not in VARIANTS:
+            raise ValueError(f"unknown variant {name!r}; choose from {(*VARIANTS, 'custom')}")
+        dims = dict(zip(_DIM_FIELDS, VARIANTS[name][:5]))
+        side = VARIANTS[name][5]
+        changed = any(f in overrides and overrides[f] != dims[f] for f in _DIM_FIELDS)
+        return cls(**{"variant": "custom" if changed else name, "img_size": (side, side),
+                      **dims, **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (tuples become lists)."""
+        return _jsonable(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ClustViTConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are an error (ValueError naming them)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown ClustViTConfig keys: {unknown}")
+        return cls(**data)
+
+
+def _pair(value: Any, name: str) -> tuple[int, int]:
+    if isinstance(value, int):
+        return value, value
+    h, w = value
+    if not (isinstance(h, int) and isinstance(w, int)) or h <= 0 or w <= 0:
+        raise ValueError(f"invalid ClustViTConfig: {name} must be positive ints, got {value!r}")
+    return h, w
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj

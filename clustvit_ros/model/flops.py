@@ -1,0 +1,147 @@
+"""Analytic per-frame GFLOPs from the token counts a forward actually used.
+
+Convention (the ClustViT paper's): 2 FLOPs per multiply-add of every matmul and convolution.
+
+Counted: patch-embedding conv; per block the qkv projection, Q K^T, A V, the attention output
+projection and the two MLP linears, on the 1 + P tokens a block saw (1 + M + k after the
+injection point when the frame merged); the Cluster MLP on the P patch tokens (whenever it ran,
+even if it then merged nothing); the Regenerator on the P - M merged tokens; the head: for the
+mask transformer its input projection, its blocks on P + C tokens (with the C class-embedding
+tokens), the patch and class projections and the patch-class product; for the linear head its
+Linear(D -> C).
+
+Not counted (elementwise or data movement, as in the paper): bias adds, LayerNorm, GELU/ReLU,
+softmax, residual adds, L2 normalisation, position-embedding add and its bicubic resize, the
+gathers/scatters and segment means of merging, padding, and the bilinear upsampling of the logits.
+
+A batched forward is counted per image as if that image ran alone (batch size 1 is exact); the
+compute wasted on padded slots of a batch is not counted.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+
+from .configs import VARIANTS, ClustViTConfig
+from .segmentor import TokenStats
+
+
+def block_flops(n: int, dim: int, mlp_hidden: int) -> int:
+    """One pre-LN block on ``n`` tokens: qkv, QK^T, AV, output projection, MLP."""
+    return 2 * n * dim * (3 * dim + dim + 2 * mlp_hidden) + 4 * n * n * dim
+
+
+def flop_terms(config: ClustViTConfig, grid: tuple[int, int], kept: int | None = None,
+               cluster_run: bool = False) -> dict[str, int]:
+    """FLOPs of one image by component. ``kept`` None or P: nothing merged (dense sequence)."""
+    c = config
+    d, p = c.embed_dim, grid[0] * grid[1]
+    merged = kept is not None and kept < p
+    ip = c.ip if merged else c.depth
+    return {
+        "patch_embed": 2 * p * d * 3 * c.patch_size ** 2,
+        "blocks": ip * block_flops(1 + p, d, c.mlp_hidden),
+        "cluster": 2 * p * c.cluster_hidden * (d + c.k + 1) if cluster_run else 0,
+        "blocks_merged": (c.depth - ip) * block_flops(1 + kept + c.k, d, c.mlp_hidden)
+        if merged else 0,
+        "regenerator": 2 * (p - kept) * (2 * d * d + d * d) if merged else 0,
+        "head": head_flops(c, p),
+    }
+
+
+def head_flops(config: ClustViTConfig, p: int) -> int:
+    c, d = config, config.embed_dim
+    if c.head == "linear":
+        return 2 * p * d * c.num_classes
+    n = p + c.num_classes
+    return (2 * p * d * d + c.head_layers * block_flops(n, d, 4 * d)
+            + 2 * n * d * d + 2 * p * c.num_classes * d)
+
+
+def grid_of(config: ClustViTConfig, image_hw: tuple[int, int]) -> tuple[int, int]:
+    """Patch grid of an image after padding to a multiple of the patch size."""
+    return math.ceil(image_hw[0] / config.patch_size), math.ceil(image_hw[1] / config.patch_size)
+
+
+def image_gflops(config: ClustViTConfig, stats: TokenStats) -> list[float]:
+    """GFLOPs of each image of a forward, each counted as if it ran alone."""
+    return [sum(flop_terms(config, stats.grid, m, stats.cluster_run).values()) / 1e9
+            for m in stats.kept_tokens]
+
+
+def frame_gflops(config: ClustViTConfig, stats: TokenStats,
+                 image_hw: tuple[int, int] | None = None) -> float:
+    """GFLOPs a forward used, summed over its images (sliding windows: one image per window).
+
+    ``image_hw`` (the input H, W), when given, is checked against the grid in ``stats``.
+    """
+    if image_hw is not None and grid_of(config, image_hw) != tuple(stats.grid):
+        raise ValueError(f"image {image_hw} has grid {grid_of(config, image_hw)}, "
+                         f"stats say {stats.grid}")
+    return sum(image_gflops(config, stats))
+
+
+def dense_gflops(config: ClustViTConfig, image_hw: tuple[int, int]) -> float:
+    """GFLOPs of the same model with no merging: the plain ViT + head (merge budget 0)."""
+    return sum(flop_terms(config, grid_of(config, image_hw)).values()) / 1e9
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """``clustvit flops``: dense GFLOPs of a variant and ClustViT's overhead terms."""
+    parser = subparsers.add_parser("flops", help="analytic GFLOPs of a model variant",
+                                   description=add_parser.__doc__)
+    parser.add_argument("--variant", choices=list(VARIANTS), required=True)
+    parser.add_argument("--size", required=True, metavar="H[xW]", type=_size,
+                        help="input size in pixels, e.g. 512 or 480x640")
+    parser.add_argument("--classes", type=int, required=True, metavar="C")
+    parser.add_argument("--k", type=int, default=3, help="clusters (0: plain ViT)")
+    parser.add_argument("--ip", type=int, default=3, help="injection point (block index)")
+    parser.add_argument("--head", choices=["mask", "linear"], default="mask")
+    parser.set_defaults(func=_run)
+
+
+def _size(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    try:
+        h, w = (int(parts[0]), int(parts[-1])) if len(parts) <= 2 else (0, 0)
+    except ValueError:
+        h = w = 0
+    if h <= 0 or w <= 0:
+        raise argparse.ArgumentTypeError(f"size must be H or HxW in pixels, got {text!r}")
+    return h, w
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = ClustViTConfig.from_variant(args.variant, num_classes=args.classes, k=args.k,
+                                      ip=args.ip, head=args.head)
+    grid = grid_of(cfg, args.size)
+    p = grid[0] * grid[1]
+    dense = flop_terms(cfg, grid)
+    total = sum(dense.values()) / 1e9
+    print(f"ViT-{args.variant} + {args.head} head, {args.size[0]}x{args.size[1]} px -> "
+          f"{grid[0]}x{grid[1]} = {p} patch tokens, {args.classes} classes")
+    print(f"dense: {total:.3f} GFLOPs (patch embed {dense['patch_embed'] / 1e9:.3f}, "
+          f"{cfg.depth} blocks {dense['blocks'] / 1e9:.3f}, head {dense['head'] / 1e9:.3f})")
+    if cfg.k == 0:
+        return 0
+    d, m = cfg.embed_dim, cfg.mlp_hidden
+    per_block = block_flops(1 + p, d, m) / 1e9
+    print(f"ClustViT k={cfg.k} ip={cfg.ip}, M = kept tokens (1 + M + {cfg.k} tokens in blocks "
+          f"{cfg.ip}..{cfg.depth - 1}):")
+    print(f"  block(n) = 2*n*D*(4D + 2*mlp) + 4*n^2*D  (D={d}, mlp={m}); "
+          f"block(1+P) = {per_block:.4f} GFLOPs")
+    print(f"  GFLOPs(M) = dense - {cfg.depth - cfg.ip} * [block(1+P) - block(1+M+k)]"
+          f" + Cluster MLP + Regenerator * (P - M)")
+    cluster = 2 * p * (d * cfg.cluster_hidden + cfg.cluster_hidden * (cfg.k + 1)) / 1e9
+    print(f"  Cluster MLP: {cluster:.4f} GFLOPs per frame (paid whenever it runs; "
+          f"merge budget 0 skips it)")
+    print(f"  Regenerator: {6 * d * d / 1e9:.6f} GFLOPs per merged token")
+    cost = lambda kept: sum(flop_terms(cfg, grid, kept, True).values()) / 1e9  # noqa: E731
+    print("  merged  kept   GFLOPs    vs dense")
+    for frac in (0.0, 0.25, 0.5, 0.75, 0.9):
+        kept = p - math.floor(frac * p)
+        print(f"  {frac:6.0%}  {kept:5d}  {cost(kept):8.3f}  {total / cost(kept):6.2f}x")
+    even = next((n for n in range(1, p + 1) if cost(p - n) < total), None)
+    print(f"  break-even: merging pays from {even} merged tokens" if even else
+          "  break-even: never (overhead exceeds the savings)")
+    return 0

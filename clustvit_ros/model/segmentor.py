@@ -1,0 +1,139 @@
+"""ClustViT: the ViT encoder with the Cluster module at block ``ip``, the Regenerator and a head.
+
+Input sizes: any H x W. Sizes that are not multiples of the patch size are padded at the bottom
+and right with zeros *after* normalisation (zero = the mean colour, as mmseg's ``AdaptivePadding``
+does), the padded image is segmented, the logits are upsampled bilinearly to the padded size and
+cropped back to H x W, so every pixel keeps its own patch's geometry (mmseg instead resizes the
+padded grid's logits onto H x W, shifting pixels by up to 15 px). Padded patches are ordinary
+tokens: they count in P and in the GFLOPs, and can merge like any other.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .budget import MergeBudget
+from .cluster import ClusterModule, MergePlan, Regenerator, decide, merge
+from .configs import ClustViTConfig
+from .heads import LinearHead, MaskTransformerHead
+from .vit import VisionTransformer
+
+
+@dataclass
+class TokenStats:
+    """What one forward actually used; per-image lists, one entry per batch element.
+
+    ``kept_tokens`` M and ``merged_tokens`` P - M per image; ``clusters_used`` the non-empty
+    clusters; ``dense`` True where the image merged nothing (no cluster tokens, no Regenerator);
+    ``cluster_run`` whether the Cluster module ran at all (it costs FLOPs even when nothing
+    merges); ``grid`` the (h, w) patch grid, so ``patch_tokens == h * w``.
+    """
+
+    patch_tokens: int
+    kept_tokens: list[int]
+    merged_tokens: list[int]
+    clusters_used: list[int]
+    dense: list[bool]
+    grid: tuple[int, int]
+    cluster_run: bool
+
+    @classmethod
+    def all_dense(cls, batch: int, grid: tuple[int, int], cluster_run: bool) -> "TokenStats":
+        p = grid[0] * grid[1]
+        return cls(p, [p] * batch, [0] * batch, [0] * batch, [True] * batch, grid, cluster_run)
+
+
+class Features(NamedTuple):
+    """``forward_features`` result: final-normed (B, P, D) patch tokens on an (h, w) grid."""
+
+    tokens: Tensor
+    grid: tuple[int, int]
+    cluster_logits: Tensor | None
+    stats: TokenStats
+
+
+class SegOutput(NamedTuple):
+    """``logits`` (B, C, H, W) at input size; ``cluster_logits`` (B, P, k+1) or None if not run."""
+
+    logits: Tensor
+    cluster_logits: Tensor | None
+    stats: TokenStats
+
+
+class ClustViT(nn.Module):
+    """ClustViT segmentor (``config.k == 0``: the plain ViT baseline with the same head).
+
+    ``forward(images, budget)`` takes already normalised (B, 3, H, W) images (see
+    :meth:`normalize`) and a per-call :class:`MergeBudget` (default: the paper's behaviour).
+    Gradients of the segmentation loss reach the backbone (through the mean-merge) and the
+    Regenerator; the Cluster module learns only from a loss on ``cluster_logits``.
+    """
+
+    def __init__(self, config: ClustViTConfig) -> None:
+        super().__init__()
+        c = self.config = config
+        self.encoder = VisionTransformer(c.patch_size, c.embed_dim, c.depth, c.num_heads,
+                                         c.mlp_hidden, c.grid, c.patch_bias, c.drop_path)
+        self.cluster = ClusterModule(c.embed_dim, c.cluster_hidden, c.k) if c.k else None
+        self.regenerator = Regenerator(c.embed_dim) if c.k else None
+        if c.head == "mask":
+            self.head = MaskTransformerHead(c.embed_dim, c.num_heads, c.num_classes,
+                                            c.head_layers, c.drop_path)
+        else:
+            self.head = LinearHead(c.embed_dim, c.num_classes)
+
+    def normalize(self, rgb: Tensor) -> Tensor:
+        """(B, 3, H, W) RGB in 0..255 (any real dtype) -> normalised float input for ``forward``."""
+        dtype = rgb.dtype if rgb.is_floating_point() else torch.float32
+        mean = torch.tensor(self.config.mean, device=rgb.device, dtype=dtype).view(1, 3, 1, 1)
+        std = torch.tensor(self.config.std, device=rgb.device, dtype=dtype).view(1, 3, 1, 1)
+        return (rgb.to(dtype) - mean) / std
+
+    def forward_features(self, images: Tensor, budget: MergeBudget | None = None) -> Features:
+        """Encoder only; H and W must be multiples of the patch size (``forward`` pads)."""
+        ps = self.config.patch_size
+        if images.shape[-2] % ps or images.shape[-1] % ps:
+            raise ValueError(f"forward_features needs H, W multiples of {ps}, got "
+                             f"{tuple(images.shape[-2:])}; use forward() to pad")
+        budget = budget or MergeBudget()
+        x, grid = self.encoder.embed(images)
+        run_cluster = self.cluster is not None and budget.cap(grid[0] * grid[1]) > 0
+        logits = plan = key_valid = None
+        for i, block in enumerate(self.encoder.blocks):
+            if run_cluster and i == self.config.ip:
+                logits = self.cluster(x[:, 1:])
+                merged = merge(x, *decide(logits, budget), self.config.k)
+                if merged is not None:
+                    x, plan = merged
+                    key_valid = plan.key_valid
+            x = block(x, key_valid)
+        if plan is not None:
+            x = plan.unmerge(x, self.regenerator)
+        x = self.encoder.norm(x)
+        return Features(x[:, 1:], grid, logits, self._stats(plan, x.shape[0], grid, run_cluster))
+
+    def forward_head(self, tokens: Tensor, grid: tuple[int, int]) -> Tensor:
+        """(B, P, D) patch tokens -> (B, C, h, w) patch-level logits."""
+        return self.head(tokens, grid)
+
+    def forward(self, images: Tensor, budget: MergeBudget | None = None) -> SegOutput:
+        h, w = images.shape[-2:]
+        ps = self.config.patch_size
+        padded = F.pad(images, (0, -w % ps, 0, -h % ps)) if h % ps or w % ps else images
+        feats = self.forward_features(padded, budget)
+        logits = self.forward_head(feats.tokens, feats.grid)
+        logits = F.interpolate(logits, size=padded.shape[-2:], mode="bilinear", align_corners=False)
+        return SegOutput(logits[..., :h, :w], feats.cluster_logits, feats.stats)
+
+    @staticmethod
+    def _stats(plan: MergePlan | None, batch: int, grid: tuple[int, int],
+               cluster_run: bool) -> TokenStats:
+        if plan is None:
+            return TokenStats.all_dense(batch, grid, cluster_run)
+        p = grid[0] * grid[1]
+        return TokenStats(p, list(plan.kept), [p - m for m in plan.kept],
+                          list(plan.clusters_used), [m == p for m in plan.kept], grid, cluster_run)
