@@ -120,10 +120,15 @@ class ClustViT(nn.Module):
         """(B, P, D) patch tokens -> (B, C, h, w) patch-level logits."""
         return self.head(tokens, grid)
 
-    def forward(self, images: Tensor, budget: MergeBudget | None = None) -> SegOutput:
+    def pad_to_patches(self, images: Tensor) -> Tensor:
+        """Zero-pad (B, 3, H, W) normalised images at the bottom/right to multiples of the patch size."""
         h, w = images.shape[-2:]
         ps = self.config.patch_size
-        padded = F.pad(images, (0, -w % ps, 0, -h % ps)) if h % ps or w % ps else images
+        return F.pad(images, (0, -w % ps, 0, -h % ps)) if h % ps or w % ps else images
+
+    def forward(self, images: Tensor, budget: MergeBudget | None = None) -> SegOutput:
+        h, w = images.shape[-2:]
+        padded = self.pad_to_patches(images)
         feats = self.forward_features(padded, budget)
         logits = self.forward_head(feats.tokens, feats.grid)
         logits = F.interpolate(logits, size=padded.shape[-2:], mode="bilinear", align_corners=False)
