@@ -1,0 +1,53 @@
+"""Choose the device and dtype the engine runs on, degrading to what this machine has."""
+from __future__ import annotations
+
+import re
+
+import torch
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+_DEVICE_SPEC = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def check_device_spec(spec: str) -> str | None:
+    """Return why `spec` is not a device spec (auto, cpu, cuda, cuda:N), or None when it is one."""
+    if not _DEVICE_SPEC.match(spec):
+        return f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', not {spec!r}"
+    return None
+
+
+def resolve_device(spec: str) -> tuple[torch.device, list[str]]:
+    """Turn a device spec into a device this machine has, plus the warnings a user must see.
+
+    ``auto`` means the first CUDA device when there is one, else the CPU. A CUDA device that is not
+    there falls back to the CPU with a warning rather than failing: a robot keeps segmenting.
+    """
+    reason = check_device_spec(spec)
+    if reason:
+        raise ValueError(reason)
+    if spec == "cpu":
+        return torch.device("cpu"), []
+    if not torch.cuda.is_available():
+        why = "torch was built without CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+        return torch.device("cpu"), [f"device '{spec}' requested but {why}: running on the CPU"]
+    if spec == "auto":
+        return torch.device("cuda:0"), []
+    device = torch.device(spec)
+    index = device.index or 0
+    if index >= torch.cuda.device_count():
+        return torch.device("cpu"), [
+            f"device '{spec}' requested but only {torch.cuda.device_count()} CUDA device(s) exist: "
+            "running on the CPU"]
+    return torch.device("cuda", index), []
+
+
+def resolve_dtype(name: str, device: torch.device) -> tuple[torch.dtype, list[str]]:
+    """The activation dtype for `name` (fp32, fp16, bf16) on `device`, plus warnings.
+
+    fp16 on the CPU is slow and partly unsupported in PyTorch, so it falls back to fp32 there.
+    """
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {name!r}")
+    if name == "fp16" and device.type == "cpu":
+        return torch.float32, ["dtype 'fp16' is not supported on the CPU: running in fp32"]
+    return DTYPES[name], []

@@ -1,0 +1,150 @@
+"""The inference engine: an RGB image in, a label map and what the frame cost out.
+
+The node, the offline tools (image folders, video, bags) and the benchmarks all run frames through
+`Segmenter.run`, so what is measured is what runs on the robot.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..model.budget import MergeBudget
+from ..model.checkpoints import load_checkpoint
+from ..model.flops import dense_gflops, frame_gflops
+from ..model.segmentor import TokenStats
+from .device import resolve_device, resolve_dtype
+from .labels import load_labels
+from .timing import StageClock
+
+RESIZE_POLICIES = ("fixed", "keep_aspect", "none")
+
+
+@dataclass(frozen=True)
+class Result:
+    """One processed frame."""
+
+    labels: np.ndarray          # HxW uint8 class ids at the input image's resolution
+    stats: TokenStats           # what the forward used (tokens kept / merged, dense path or not)
+    gflops: float               # this frame, 2 FLOPs per multiply-add
+    dense_gflops: float         # the same model on the same input without merging
+    model_hw: tuple[int, int]   # the size the image was resized to for the model
+    preprocess_ms: float
+    inference_ms: float
+    postprocess_ms: float
+
+
+def model_input_size(image_hw: tuple[int, int], policy: str, input_size: tuple[int, int]) -> tuple[int, int]:
+    """The (H, W) an image of `image_hw` is resized to before the model.
+
+    fixed: exactly `input_size` (one window, predictable cost; the paper's SUIM/RumexWeeds policy).
+    keep_aspect: scaled so the short side equals min(input_size), aspect kept.
+    none: the image's own size. The model pads sizes that are not multiples of 16.
+    """
+    h, w = image_hw
+    if policy == "fixed":
+        return input_size
+    if policy == "keep_aspect":
+        scale = min(input_size) / min(h, w)
+        return max(1, round(h * scale)), max(1, round(w * scale))
+    check_resize_policy(policy)
+    return h, w
+
+
+class Segmenter:
+    """A checkpoint loaded on a device, ready to segment RGB frames one at a time."""
+
+    def __init__(self, checkpoint: str | Path, device: str = "auto", dtype: str = "fp32",
+                 input_size: tuple[int, int] | None = None, resize: str = "fixed",
+                 labels_file: str | Path | None = None):
+        self.device, self.warnings = resolve_device(device)
+        self.dtype, dtype_warnings = resolve_dtype(dtype, self.device)
+        self.warnings += dtype_warnings
+        check_resize_policy(resize)  # before the (slow) load
+        self.checkpoint = Path(checkpoint)
+        self.model = load_checkpoint(self.checkpoint, map_location=self.device).to(self.dtype).eval()
+        self.config = self.model.config
+        self.resize = resize
+        self.input_size = tuple(input_size) if input_size else tuple(self.config.img_size)
+        if labels_file:
+            self.class_names, self.palette = load_labels(labels_file, self.config.num_classes)
+        else:
+            self.class_names = tuple(self.config.class_names)
+            self.palette = np.asarray(self.config.palette, dtype=np.uint8).reshape(-1, 3)
+        self._mean = torch.tensor(self.config.mean, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(self.config.std, device=self.device).view(1, 3, 1, 1)
+        self._dense_gflops: dict[tuple[int, int], float] = {}
+
+    @torch.inference_mode()
+    def run(self, rgb: np.ndarray, budget: MergeBudget = MergeBudget()) -> Result:
+        """Segment one HxWx3 uint8 RGB image with the given merge budget."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an HxWx3 uint8 RGB image, got shape {rgb.shape} dtype {rgb.dtype}")
+        image_hw = rgb.shape[:2]
+        size = model_input_size(image_hw, self.resize, self.input_size)
+        clock = StageClock(self.device)
+        clock.mark()
+        x = self.model.pad_to_patches(self._preprocess(rgb, size))
+        clock.mark()
+        feats = self.model.forward_features(x, budget)
+        patch_logits = self.model.forward_head(feats.tokens, feats.grid)
+        clock.mark()
+        labels = upsample_argmax(patch_logits, tuple(x.shape[-2:]), size, image_hw).cpu().numpy()
+        clock.mark()
+        pre, inf, post = clock.durations_ms()
+        if size not in self._dense_gflops:
+            self._dense_gflops[size] = dense_gflops(self.config, size)
+        return Result(labels=labels, stats=feats.stats, gflops=frame_gflops(self.config, feats.stats, size),
+                      dense_gflops=self._dense_gflops[size], model_hw=size,
+                      preprocess_ms=pre, inference_ms=inf, postprocess_ms=post)
+
+    def _preprocess(self, rgb: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+        """uint8 HWC on the host -> normalised 1x3xHxW in the model dtype on the device."""
+        if not rgb.flags.writeable:  # e.g. a view of an immutable message buffer; torch needs writable
+            rgb = rgb.copy()
+        src = torch.from_numpy(rgb)
+        if self.device.type == "cuda":
+            src = src.pin_memory()
+        x = src.to(self.device, non_blocking=True).permute(2, 0, 1).unsqueeze(0).float()
+        if tuple(x.shape[-2:]) != size:
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        return ((x - self._mean) / self._std).to(self.dtype)
+
+
+def upsample_argmax(patch_logits: torch.Tensor, padded_hw: tuple[int, int], model_hw: tuple[int, int],
+                    image_hw: tuple[int, int], max_elements: int = 1 << 24) -> torch.Tensor:
+    """Class ids (H, W) uint8 at the image's resolution from (1, C, h, w) patch-level logits.
+
+    The logits are upsampled bilinearly to the padded model input, cropped to the unpadded part and
+    resized to the image (one interpolation when no padding or resize is involved). Bilinear
+    interpolation acts on each class separately, so the classes are processed in chunks of at most
+    `max_elements` output values with a running max: the same labels as a full argmax, without
+    allocating C x H x W at once (150 classes at 720p would be 550 MB in fp32).
+    """
+    def up(chunk: torch.Tensor) -> torch.Tensor:
+        if padded_hw == model_hw:
+            return F.interpolate(chunk, size=image_hw, mode="bilinear", align_corners=False)
+        chunk = F.interpolate(chunk, size=padded_hw, mode="bilinear", align_corners=False)
+        chunk = chunk[..., :model_hw[0], :model_hw[1]]
+        if model_hw == image_hw:
+            return chunk
+        return F.interpolate(chunk, size=image_hw, mode="bilinear", align_corners=False)
+
+    classes = patch_logits.shape[1]
+    step = max(1, max_elements // (image_hw[0] * image_hw[1]))
+    best_value, best = up(patch_logits[:, :step]).max(dim=1)
+    for start in range(step, classes, step):
+        value, index = up(patch_logits[:, start:start + step]).max(dim=1)
+        better = value > best_value  # strict: ties keep the lower class id, as argmax does
+        best_value = torch.where(better, value, best_value)
+        best = torch.where(better, index + start, best)
+    return best[0].to(torch.uint8)
+
+
+def check_resize_policy(resize: str) -> None:
+    """Raise ValueError when `resize` is not a known policy."""
+    if resize not in RESIZE_POLICIES:
+        raise ValueError(f"resize must be one of {', '.join(RESIZE_POLICIES)}, not {resize!r}")

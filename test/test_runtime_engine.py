@@ -1,0 +1,142 @@
+"""The inference engine: image in, label map + cost out, on whatever device this machine has."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from clustvit_ros.model.budget import MergeBudget
+from clustvit_ros.model.checkpoints import CheckpointError
+from clustvit_ros.runtime.device import resolve_device, resolve_dtype
+from clustvit_ros.runtime.engine import Segmenter, model_input_size
+from clustvit_ros.runtime.labels import LabelsError, blend, colorize
+from support.models import CLASSES, make_checkpoint
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="module")
+def engine(checkpoint):
+    return Segmenter(checkpoint, device="cpu")
+
+
+def _image(h, w, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("hw", [(64, 64), (48, 80), (37, 101), (480, 640)])
+def test_labels_come_back_at_input_resolution(engine, hw):
+    result = engine.run(_image(*hw))
+    assert result.labels.shape == hw and result.labels.dtype == np.uint8
+    assert result.labels.max() < len(CLASSES)
+    assert result.model_hw == (64, 64)  # fixed policy: the model's training size
+    assert min(result.preprocess_ms, result.inference_ms, result.postprocess_ms) >= 0
+
+
+def test_same_image_same_labels_and_budget_zero_costs_the_dense_model(engine):
+    image = _image(64, 64, seed=1)
+    a, b = engine.run(image, MergeBudget(0.0)), engine.run(image, MergeBudget(0.0))
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert a.stats.dense[0] and a.gflops == pytest.approx(a.dense_gflops, rel=1e-9)
+    merged = engine.run(image, MergeBudget(1.0, merge_bias=10.0))
+    assert merged.stats.merged_tokens[0] == merged.stats.patch_tokens
+    assert merged.dense_gflops == a.dense_gflops
+
+
+def test_resize_policies():
+    assert model_input_size((480, 640), "fixed", (512, 512)) == (512, 512)
+    assert model_input_size((480, 640), "keep_aspect", (256, 256)) == (256, 341)
+    assert model_input_size((37, 101), "none", (512, 512)) == (37, 101)
+    with pytest.raises(ValueError, match="resize must be one of"):
+        model_input_size((1, 1), "stretch", (1, 1))
+
+
+def test_native_resolution_pads_to_patches_and_costs_more(checkpoint):
+    engine = Segmenter(checkpoint, device="cpu", resize="none")
+    small, big = engine.run(_image(40, 50)), engine.run(_image(120, 150))
+    assert small.labels.shape == (40, 50) and big.labels.shape == (120, 150)
+    assert small.stats.grid == (3, 4) and big.stats.grid == (8, 10)
+    assert big.dense_gflops > small.dense_gflops
+
+
+def test_device_and_dtype_fall_back_with_a_warning():
+    device, warnings = resolve_device("cpu")
+    assert device.type == "cpu" and not warnings
+    if not torch.cuda.is_available():
+        for spec in ("auto", "cuda", "cuda:1"):
+            device, warnings = resolve_device(spec)
+            assert device.type == "cpu" and len(warnings) == 1 and "CPU" in warnings[0]
+    with pytest.raises(ValueError, match="device must be"):
+        resolve_device("gpu0")
+    dtype, warnings = resolve_dtype("fp16", torch.device("cpu"))
+    assert dtype == torch.float32 and "fp16" in warnings[0]
+    assert resolve_dtype("bf16", torch.device("cpu")) == (torch.bfloat16, [])
+    with pytest.raises(ValueError, match="dtype must be"):
+        resolve_dtype("int8", torch.device("cpu"))
+
+
+def test_bf16_engine_runs_on_the_cpu(checkpoint):
+    engine = Segmenter(checkpoint, device="cpu", dtype="bf16")
+    result = engine.run(_image(64, 64), MergeBudget(1.0, merge_bias=1.0))
+    assert result.labels.shape == (64, 64) and engine.dtype == torch.bfloat16
+
+
+def test_missing_and_corrupt_checkpoints_name_the_file(tmp_path):
+    missing = tmp_path / "nowhere.safetensors"
+    with pytest.raises(CheckpointError, match="nowhere.safetensors"):
+        Segmenter(missing, device="cpu")
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(CheckpointError, match="corrupt.safetensors"):
+        Segmenter(corrupt, device="cpu")
+
+
+def test_labels_file_overrides_names_and_palette(checkpoint, tmp_path):
+    labels = tmp_path / "labels.yaml"
+    labels.write_text("classes:\n" + "".join(f"  - {{name: c{i}, color: [{i}, {2 * i}, {3 * i}]}}\n"
+                                            for i in range(4)))
+    engine = Segmenter(checkpoint, device="cpu", labels_file=labels)
+    assert engine.class_names == ("c0", "c1", "c2", "c3")
+    np.testing.assert_array_equal(engine.palette[3], [3, 6, 9])
+    labels.write_text("classes:\n  - {name: only, color: [1, 2, 3]}\n")
+    with pytest.raises(LabelsError, match="lists 1 classes but the model has 4"):
+        Segmenter(checkpoint, device="cpu", labels_file=labels)
+
+
+def test_colorize_and_blend():
+    palette = np.array([[0, 0, 0], [255, 0, 0]], dtype=np.uint8)
+    labels = np.array([[0, 1]], dtype=np.uint8)
+    colour = colorize(labels, palette)
+    np.testing.assert_array_equal(colour, [[[0, 0, 0], [255, 0, 0]]])
+    image = np.full((1, 2, 3), 100, dtype=np.uint8)
+    np.testing.assert_array_equal(blend(image, colour, 0.5)[0, 1], [178, 50, 50])
+
+
+@pytest.mark.parametrize("padded, model, image", [((64, 64), (64, 64), (48, 80)),
+                                                  ((48, 64), (37, 61), (37, 61)),
+                                                  ((48, 64), (37, 61), (90, 120))])
+def test_chunked_upsample_argmax_equals_the_full_argmax(padded, model, image):
+    import torch.nn.functional as F
+
+    from clustvit_ros.runtime.engine import upsample_argmax
+
+    torch.manual_seed(0)
+    logits = torch.randn(1, 150, padded[0] // 16, padded[1] // 16)
+    full = F.interpolate(logits, size=padded, mode="bilinear", align_corners=False)[..., :model[0], :model[1]]
+    if model != image:
+        full = F.interpolate(full, size=image, mode="bilinear", align_corners=False)
+    expected = full.argmax(1)[0].to(torch.uint8)
+    assert torch.equal(upsample_argmax(logits, padded, model, image, max_elements=7 * image[0] * image[1]),
+                       expected)
+
+
+def test_engine_labels_equal_the_model_forward(engine):
+    """The engine's single upsample gives the model's own segmentation at the model's input size."""
+    image = _image(64, 64, seed=9)
+    x = (torch.from_numpy(image).permute(2, 0, 1)[None].float() - 127.5) / 127.5
+    with torch.inference_mode():
+        expected = engine.model(x).logits.argmax(1)[0].numpy()
+    np.testing.assert_array_equal(engine.run(image).labels, expected)
