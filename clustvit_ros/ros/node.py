@@ -1,0 +1,223 @@
+"""The ClustViT node: camera images in; masks, overlay, FrameStats and diagnostics out.
+
+The node is thin. The subscription callback only puts the message into a one-slot mailbox; a worker
+thread decodes it, runs `runtime.Segmenter` with the live merge budget and publishes. Every output
+carries the input's header. Parameters are validated in the set-parameters callback and swapped in
+as one immutable value, so a change applies to the next frame with no lock around the model.
+"""
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import rclpy
+from ament_index_python.packages import get_package_share_directory
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.time import Time
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Float32
+
+from clustvit_ros.msg import FrameStats
+
+from ..model.budget import MergeBudget
+from ..runtime.engine import Segmenter
+from ..runtime.labels import blend, colorize
+from ..runtime.packaged import default_checkpoint
+from .image_codec import ImageDecodeError, compressed_to_rgb8, numpy_to_image, to_rgb8
+from .latest_slot import LatestSlot
+from .params import PARAMETERS, LiveSettings, check, descriptor
+from .stats import DiagnosticsWindow, FrameTimes, frame_stats
+
+NODE_NAME = "clustvit"
+LOG_THROTTLE_S = 5.0
+RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE,
+               "system_default": ReliabilityPolicy.SYSTEM_DEFAULT}
+
+
+class StartupError(RuntimeError):
+    """The node cannot start (bad start-up parameter, missing or corrupt model)."""
+
+
+class ClustViTNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        for spec in PARAMETERS:
+            self.declare_parameter(spec.name, spec.default, descriptor(spec))
+        p = {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS}
+        p["input_size"] = list(p["input_size"])
+        for name, value in p.items():
+            if reason := check(name, value):
+                raise StartupError(f"invalid parameter: {reason}")
+        self._settings = LiveSettings().updated(p)
+        self._max_pixels = p["max_image_pixels"]
+        self._diag_period = p["diagnostics_period"]
+        self._compressed = p["compressed"]
+
+        checkpoint = p["checkpoint"] or str(default_checkpoint(*_share_dirs()))
+        try:
+            self.engine = Segmenter(checkpoint, device=p["device"], dtype=p["dtype"],
+                                    input_size=tuple(p["input_size"]) if p["input_size"][0] else None,
+                                    resize=p["resize"], labels_file=p["labels_file"] or None)
+        except (OSError, ValueError) as exc:
+            raise StartupError(str(exc)) from exc
+        for warning in self.engine.warnings:
+            self.get_logger().warning(warning)
+        self._model_info = (f"{Path(checkpoint).name} ({self.engine.config.variant}, k={self.engine.config.k}, "
+                            f"ip={self.engine.config.ip}, {self.engine.config.num_classes} classes)")
+
+        self._pub_mask = self.create_publisher(Image, "~/mask", 1)
+        self._pub_color = self.create_publisher(Image, "~/mask_color", 1)
+        self._pub_overlay = self.create_publisher(Image, "~/overlay", 1)
+        self._pub_stats = self.create_publisher(FrameStats, "~/stats", 10)
+        self._pub_gflops = self.create_publisher(Float32, "~/gflops", 10)
+        self._pub_latency = self.create_publisher(Float32, "~/latency_ms", 10)
+        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p["qos_depth"],
+                         reliability=RELIABILITY[p["qos_reliability"]])
+        msg_type, topic = (CompressedImage, "image/compressed") if self._compressed else (Image, "image")
+        self._slot: LatestSlot[tuple[Image | CompressedImage, float]] = LatestSlot()
+        self._diag = DiagnosticsWindow()
+        self._closing = False
+        self.create_subscription(msg_type, topic, self._on_image, qos)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.create_timer(self._diag_period, self._publish_diagnostics)
+        self._worker = threading.Thread(target=self._work, name="clustvit_inference", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"segmenting {self.resolve_topic_name(topic)} with {self._model_info} on "
+            f"{self.engine.device} ({p['dtype']}), merge_budget={self._settings.merge_budget}")
+
+    # Executor thread -------------------------------------------------------------------------
+
+    def _on_image(self, msg: Image | CompressedImage) -> None:
+        if self._settings.enabled:
+            self._slot.put((msg, time.monotonic()))
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        changes = {param.name: param.value for param in params}
+        for name, value in changes.items():
+            if reason := check(name, value):
+                return SetParametersResult(successful=False, reason=reason)
+        settings = self._settings.updated(changes)
+        if not settings.enabled:
+            self._slot.clear()
+        self._settings = settings
+        return SetParametersResult(successful=True)
+
+    def _publish_diagnostics(self) -> None:
+        s = self._settings
+        extra = {"device": str(self.engine.device), "dtype": str(self.engine.dtype).removeprefix("torch."),
+                 "model": self._model_info, "enabled": str(s.enabled),
+                 "merge_budget": f"{s.merge_budget:g}", "merge_bias": f"{s.merge_bias:g}"}
+        status = self._diag.status(self._diag_period, self._slot.dropped, extra)
+        status.name = f"{self.get_fully_qualified_name()}: segmentation"
+        status.hardware_id = str(self.engine.device)
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._pub_diag.publish(array)
+
+    # Worker thread ---------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while (item := self._slot.take()) is not None:
+            settings = self._settings
+            if not settings.enabled:
+                continue
+            try:
+                self._process(*item, settings)
+            except ImageDecodeError as exc:
+                self._report("input", f"bad input image: {exc}")
+            except Exception as exc:  # a frame that fails must not stop the node
+                if self._closing:
+                    return
+                self._report("processing", f"processing failed: {type(exc).__name__}: {exc}")
+
+    def _process(self, msg: Image | CompressedImage, received: float, settings: LiveSettings) -> None:
+        start = time.monotonic()
+        rgb = compressed_to_rgb8(msg, self._max_pixels) if self._compressed else to_rgb8(msg, self._max_pixels)
+        decoded = time.monotonic()
+        result = self.engine.run(rgb, MergeBudget(settings.merge_budget, settings.merge_bias))
+        outputs = time.monotonic()
+        header = msg.header
+        self._pub_mask.publish(numpy_to_image(result.labels, "mono8", header))
+        want_color = settings.publish_mask_color and self._pub_color.get_subscription_count() > 0
+        want_overlay = settings.publish_overlay and self._pub_overlay.get_subscription_count() > 0
+        if want_color or want_overlay:
+            colour = colorize(result.labels, self.engine.palette)
+            if want_color:
+                self._pub_color.publish(numpy_to_image(colour, "rgb8", header))
+            if want_overlay:
+                self._pub_overlay.publish(
+                    numpy_to_image(blend(rgb, colour, settings.overlay_alpha), "rgb8", header))
+        done = time.monotonic()
+        times = FrameTimes(queue_ms=(start - received) * 1e3, decode_ms=(decoded - start) * 1e3,
+                           output_ms=(done - outputs) * 1e3, latency_ms=(done - received) * 1e3,
+                           stamp_age_ms=self._stamp_age_ms(header))
+        self._pub_stats.publish(frame_stats(header, result, times, settings, self._slot.dropped))
+        if settings.publish_plot_topics:
+            if self._pub_gflops.get_subscription_count() > 0:
+                self._pub_gflops.publish(Float32(data=float(result.gflops)))
+            if self._pub_latency.get_subscription_count() > 0:
+                self._pub_latency.publish(Float32(data=float(times.latency_ms)))
+        self._diag.add_frame(times, result.gflops)
+
+    def _stamp_age_ms(self, header) -> float:
+        if header.stamp.sec == 0 and header.stamp.nanosec == 0:
+            return math.nan
+        return (self.get_clock().now() - Time.from_msg(header.stamp)).nanoseconds / 1e6
+
+    def _report(self, kind: str, text: str) -> None:
+        self._diag.add_error(kind, text)
+        self.get_logger().error(text, throttle_duration_sec=LOG_THROTTLE_S)
+
+    def close(self) -> None:
+        """Stop the worker after the frame in flight; call before destroy_node()."""
+        self._closing = True
+        self._slot.close()
+        self._worker.join(timeout=30.0)
+
+
+def _share_dirs() -> list[str]:
+    try:
+        return [get_package_share_directory("clustvit_ros")]
+    except (LookupError, OSError, ValueError):  # not installed through ament (source tree, pip)
+        return []
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of `ros2 run clustvit_ros clustvit_node`; `args` go to rclpy (--ros-args ...)."""
+    rclpy.init(args=args)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # rclpy before Iron handles SIGINT only
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        node = ClustViTNode()
+    except StartupError as exc:
+        rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
+        rclpy.try_shutdown()
+        return 1
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=0.25)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.close()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,109 @@
+"""The node's parameters: declarations with descriptions and ranges, and their validation.
+
+One table (`PARAMETERS`) is the source of truth for the node, the README's parameter table and the
+launch-file tests. Live parameters apply to the next frame; the others are read-only (a change
+needs a restart) and rclpy rejects setting them with a reason.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+from ..runtime.device import DTYPES, check_device_spec
+from ..runtime.engine import RESIZE_POLICIES
+
+RELIABILITIES = ("best_effort", "reliable", "system_default")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+    live: bool = False
+    range: tuple[float, float] | None = None
+    choices: tuple[str, ...] | None = None
+
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec("merge_budget", 1.0, "Share of patch tokens that may be merged: at most floor(budget*P) "
+              "tokens with the largest merge margin. 0 = dense ViT (no merging), 1 = the model's own "
+              "decision (the paper's behaviour).", live=True, range=(0.0, 1.0)),
+    ParamSpec("merge_bias", 0.0, "Added to every token's merge margin (logits): > 0 merges more than "
+              "the model would, < 0 less.", live=True, range=(-20.0, 20.0)),
+    ParamSpec("enabled", True, "Process frames; false keeps the subscription but runs nothing.", live=True),
+    ParamSpec("overlay_alpha", 0.5, "Weight of the colourised mask in ~/overlay.", live=True, range=(0.0, 1.0)),
+    ParamSpec("publish_mask_color", True, "Publish ~/mask_color (computed only while subscribed).", live=True),
+    ParamSpec("publish_overlay", True, "Publish ~/overlay (computed only while subscribed).", live=True),
+    ParamSpec("publish_plot_topics", True, "Publish ~/gflops and ~/latency_ms (only while subscribed).",
+              live=True),
+    ParamSpec("checkpoint", "", "Model file (.safetensors); empty = the packaged default model."),
+    ParamSpec("device", "auto", "auto, cpu, cuda or cuda:N; a missing GPU falls back to the CPU with a warning."),
+    ParamSpec("dtype", "fp32", "Activation dtype.", choices=tuple(DTYPES)),
+    ParamSpec("input_size", [0, 0], "[H, W] the image is resized to for the model; [0, 0] = the model's "
+              "training size."),
+    ParamSpec("resize", "fixed", "fixed: resize to input_size; keep_aspect: short side to min(input_size); "
+              "none: native resolution.", choices=RESIZE_POLICIES),
+    ParamSpec("labels_file", "", "YAML with class names and colours; empty = the checkpoint's own."),
+    ParamSpec("compressed", False, "Subscribe to image/compressed (JPEG/PNG) instead of image."),
+    ParamSpec("qos_reliability", "best_effort", "Input QoS reliability (default: the sensor-data profile).",
+              choices=RELIABILITIES),
+    ParamSpec("qos_depth", 1, "Input QoS queue depth.", range=(1, 100)),
+    ParamSpec("max_image_pixels", 33_554_432, "Larger input images are rejected as malformed.",
+              range=(1, 1_073_741_824)),
+    ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", range=(0.1, 60.0)),
+)
+SPECS = {spec.name: spec for spec in PARAMETERS}
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """The live parameters as one immutable value, swapped atomically and read once per frame."""
+
+    merge_budget: float = 1.0
+    merge_bias: float = 0.0
+    enabled: bool = True
+    overlay_alpha: float = 0.5
+    publish_mask_color: bool = True
+    publish_overlay: bool = True
+    publish_plot_topics: bool = True
+
+    def updated(self, changes: dict[str, Any]) -> LiveSettings:
+        names = {f.name for f in fields(self)}
+        return replace(self, **{k: v for k, v in changes.items() if k in names})
+
+
+def descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    """The rclpy descriptor for `spec` (type from the default, range, read-only for restart-only)."""
+    text = spec.description + ("" if spec.live else " (read-only: set at start-up)")
+    if spec.choices:
+        text += f" One of: {', '.join(spec.choices)}."
+    desc = ParameterDescriptor(description=text, read_only=not spec.live)
+    if spec.range and isinstance(spec.default, float):
+        desc.floating_point_range = [FloatingPointRange(from_value=float(spec.range[0]),
+                                                        to_value=float(spec.range[1]))]
+    elif spec.range and isinstance(spec.default, int) and not isinstance(spec.default, bool):
+        desc.integer_range = [IntegerRange(from_value=int(spec.range[0]), to_value=int(spec.range[1]), step=1)]
+    return desc
+
+
+def check(name: str, value: Any) -> str | None:
+    """Why `value` is not acceptable for parameter `name`, or None when it is."""
+    spec = SPECS.get(name)
+    if spec is None:
+        return None
+    if isinstance(spec.default, float) and (not isinstance(value, float) or not math.isfinite(value)):
+        return f"{name} must be a finite floating-point number, got {value!r}"
+    if spec.range and not spec.range[0] <= value <= spec.range[1]:
+        return f"{name} must lie in [{spec.range[0]}, {spec.range[1]}], got {value!r}"
+    if spec.choices and value not in spec.choices:
+        return f"{name} must be one of {', '.join(spec.choices)}, got {value!r}"
+    if name == "device":
+        return check_device_spec(value)
+    if name == "input_size" and (len(value) != 2 or any(v < 0 or v > 8192 for v in value)
+                                 or (0 in value and list(value) != [0, 0])):
+        return f"input_size must be [H, W] with 1..8192 each, or [0, 0], got {list(value)!r}"
+    return None

@@ -1,0 +1,54 @@
+"""Run the installed clustvit_node in its own process, as `ros2 run clustvit_ros clustvit_node` does."""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import rclpy
+from rclpy.context import Context
+
+from . import processes
+from .ros_harness import Harness
+
+NODE_EXECUTABLE = Path(sys.prefix) / "lib" / "clustvit_ros" / "clustvit_node"
+_count = itertools.count()
+
+
+def start_node(namespace: str, *params: str, extra_args: tuple[str, ...] = ()) -> subprocess.Popen:
+    """Start the node under `namespace` with `-p name:=value` for each of `params`."""
+    argv = [str(NODE_EXECUTABLE), "--ros-args", "-r", f"__ns:={namespace}", *extra_args]
+    for param in params:
+        argv += ["-p", param]
+    return processes.start(argv)
+
+
+def unique_namespace(tag: str) -> str:
+    return f"/{tag}_{os.getpid()}_{next(_count)}"
+
+
+@contextlib.contextmanager
+def running_node(*params: str, tag: str = "t", outputs=("mask", "stats"), ready_timeout: float = 90.0):
+    """A started node plus a Harness talking to it; yields (process, harness); stops both after."""
+    namespace = unique_namespace(tag)
+    proc = start_node(namespace, *params)
+    context = Context()
+    rclpy.init(context=context)
+    harness = Harness(context, f"{namespace}/clustvit", outputs=outputs)
+    try:
+        try:
+            harness.wait_for(lambda: proc.poll() is not None or harness.params.wait_for_services(0.5),
+                             ready_timeout, "the node's parameter services")
+            assert proc.poll() is None, "the node exited at start-up"
+            harness.wait_ready(ready_timeout)
+        except AssertionError as exc:
+            code, output = processes.stop(proc)
+            raise AssertionError(f"{exc}; node exit code {code}; its output:\n{output}") from None
+        yield proc, harness
+    finally:
+        harness.close()
+        rclpy.shutdown(context=context)
+        processes.stop(proc)
