@@ -1,0 +1,44 @@
+"""`make demo` (tools/demo.py) in short: every output is written and the budget change shows."""
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+
+from mcap.reader import make_reader
+
+from support.launch_eval import REPO
+from support.models import make_checkpoint
+
+
+def test_short_demo_writes_everything(tmp_path):
+    checkpoint = make_checkpoint(tmp_path / "tiny.safetensors")
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "demo.py"), "--out", str(out), "--duration", "5",
+         "--checkpoint", str(checkpoint), "--rate", "8", "--size", "160", "120", "--overlays", "1",
+         "--budgets", "0", "1", "--domain-id", os.environ["ROS_DOMAIN_ID"]],
+        capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "through /clustvit/set_parameters" in proc.stdout and "accepted" in proc.stdout
+    assert "exit codes 0, 0" in proc.stdout  # both children stopped cleanly
+    assert "before the change" in proc.stdout and "after the change" in proc.stdout
+
+    rows = list(csv.DictReader(open(out / "stats.csv")))
+    budgets = [float(r["merge_budget"]) for r in rows]
+    assert budgets[0] == 0.0 and budgets[-1] == 1.0 and budgets == sorted(budgets)
+    dense = [r for r in rows if float(r["merge_budget"]) == 0.0]
+    assert all(r["dense"] == "1" and float(r["gflops"]) == float(r["dense_gflops"]) for r in dense)
+    assert {"t", "stamp", "gflops", "latency_ms", "kept_tokens", "frames_dropped"} <= set(rows[0])
+
+    assert (out / "cost.png").stat().st_size > 20_000
+    assert len(list(out.glob("overlay_budget0.00_*.png"))) == 1
+    assert len(list(out.glob("overlay_budget1.00_*.png"))) == 1
+    with open(out / "demo.mcap", "rb") as f:
+        summary = make_reader(f).get_summary()
+    counts = {c.topic: summary.statistics.channel_message_counts.get(c.id, 0) for c in summary.channels.values()}
+    assert counts["/clustvit/stats"] >= len(rows) and counts["/camera/image_raw/compressed"] > 0
+    assert counts["/clustvit/mask"] > 0
+    assert {s.name for s in summary.schemas.values()} >= {
+        "sensor_msgs/msg/CompressedImage", "sensor_msgs/msg/Image", "clustvit_ros/msg/FrameStats"}
