@@ -1,0 +1,186 @@
+"""The training recipe: one YAML file (``configs/train/*.yaml``) -> :class:`TrainConfig`.
+
+Sections ``model`` (:class:`~clustvit_ros.model.configs.ClustViTConfig` fields; ``k: 0`` is the
+dense ViT baseline; class names and palette default to the dataset's), ``data``, ``optim``,
+``schedule`` and ``train``. Command-line overrides are ``section.key=value`` with YAML values,
+e.g. ``model.k=0 train.out_dir=runs/dense schedule.iters=100``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..runtime.engine import RESIZE_POLICIES
+
+DATASETS = ("synthetic", "folder", "ade20k", "cityscapes", "suim", "rumexweeds")
+
+
+@dataclass
+class DataConfig:
+    """Where samples come from and how they are augmented.
+
+    ``synthetic`` renders ``train_length`` / ``val_length`` scenes of ``size`` (seeded by
+    ``seed``); the other datasets read ``root`` (``train_split`` / ``val_split``). Training
+    augmentation: ``fixed_size`` (exact resize) or ``scale`` + ``ratio_range`` (keep-ratio random
+    resize), random ``crop`` with ``cat_max_ratio``, flip, photometric distortion, pad with 255.
+    ``cache`` keeps the decoded training samples in memory (rendered or read once, before the
+    first step, by ``cache_workers`` processes). ``val_length`` > 0 caps the validation images of
+    a real dataset. ``num_workers``: DataLoader processes of the training loop. ``eval_resize``:
+    the engine's resize policy for the periodic evaluation (fixed, keep_aspect or none).
+    """
+
+    dataset: str = "synthetic"
+    root: str | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    size: tuple[int, int] = (256, 256)
+    train_length: int = 2000
+    val_length: int = 200
+    seed: int = 0
+    crop: tuple[int, int] = (256, 256)
+    scale: tuple[int, int] | None = None
+    ratio_range: tuple[float, float] = (0.5, 2.0)
+    fixed_size: tuple[int, int] | None = None
+    cat_max_ratio: float = 1.0
+    flip_prob: float = 0.5
+    photometric: bool = True
+    cache: bool = False
+    cache_workers: int = 0
+    num_workers: int = 0
+    eval_resize: str = "fixed"
+
+
+@dataclass
+class OptimConfig:
+    """``sgd`` (momentum) or ``adamw``; ``no_decay_norm_bias`` exempts 1-d params and embeddings."""
+
+    name: str = "sgd"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    betas: tuple[float, float] = (0.9, 0.999)
+    no_decay_norm_bias: bool = False
+    grad_clip: float | None = None
+
+
+@dataclass
+class ScheduleConfig:
+    """Poly decay over ``iters`` steps to ``min_lr``; linear warm-up over ``warmup_iters``."""
+
+    iters: int = 80000
+    power: float = 0.9
+    min_lr: float = 1e-4
+    warmup_iters: int = 0
+    warmup_ratio: float = 1e-3
+
+
+@dataclass
+class LoopConfig:
+    """The loop itself. ``amp``: ``none``, ``bf16`` or ``fp16`` (GPU only; fp32 on the CPU).
+    Intervals are in steps (0 = never; the last step always evaluates and checkpoints).
+    ``threads`` sets ``torch.set_num_threads`` (None: torch's default). ``init``: a clustvit_ros
+    checkpoint of the same architecture whose weights start the training (e.g. ImageNet ViT
+    weights brought in with ``clustvit convert``); None trains from scratch."""
+
+    batch_size: int = 8
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "none"
+    cluster_loss_weight: float = 0.1
+    purity: float = 1.0
+    ignore_index: int = 255
+    log_interval: int = 50
+    eval_interval: int = 8000
+    checkpoint_interval: int = 8000
+    out_dir: str = "runs/train"
+    threads: int | None = None
+    init: str | None = None
+
+
+@dataclass
+class TrainConfig:
+    model: dict[str, Any] = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, why: str) -> None:
+            if not ok:
+                raise ValueError(f"invalid training config: {why}")
+
+        need(self.data.dataset in DATASETS, f"data.dataset must be one of {DATASETS}")
+        need(self.data.dataset == "synthetic" or bool(self.data.root),
+             f"data.root is needed for dataset {self.data.dataset!r}")
+        need(self.data.eval_resize in RESIZE_POLICIES,
+             f"data.eval_resize must be one of {RESIZE_POLICIES}")
+        need(self.optim.name in ("sgd", "adamw"), "optim.name must be 'sgd' or 'adamw'")
+        need(self.optim.lr > 0 and self.schedule.iters > 0, "optim.lr and schedule.iters must be > 0")
+        need(0 <= self.schedule.min_lr <= self.optim.lr, "schedule.min_lr must be in [0, optim.lr]")
+        need(self.schedule.warmup_iters >= 0 and 0 < self.schedule.warmup_ratio <= 1,
+             "schedule.warmup_iters >= 0 and warmup_ratio in (0, 1]")
+        need(self.train.amp in ("none", "bf16", "fp16"), "train.amp must be none, bf16 or fp16")
+        need(self.train.batch_size > 0, "train.batch_size must be > 0")
+        need(0 < self.train.purity <= 1, "train.purity must be in (0, 1]")
+        patch = int(self.model.get("patch_size", 16))
+        need(all(s % patch == 0 for s in self.data.crop),
+             f"data.crop {self.data.crop} must be a multiple of the patch size {patch}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """Build from nested dicts; unknown sections or keys are an error naming them."""
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown training config sections: {unknown}")
+        kwargs: dict[str, Any] = {"model": dict(data.get("model") or {})}
+        for f in dataclasses.fields(cls):
+            if f.name != "model":
+                kwargs[f.name] = _section(f.default_factory, f.name, data.get(f.name) or {})
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """Read a YAML recipe and apply ``section.key=value`` overrides."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a training config is a YAML mapping of sections")
+    for item in overrides:
+        apply_override(data, item)
+    return TrainConfig.from_dict(data)
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """Set ``data[section][key]`` from ``"section.key=value"`` (value parsed as YAML)."""
+    key, sep, value = item.partition("=")
+    parts = key.strip().split(".")
+    if not sep or len(parts) != 2 or not all(parts):
+        raise ValueError(f"override {item!r} is not of the form section.key=value")
+    section = data.setdefault(parts[0], {})
+    if not isinstance(section, dict):
+        raise ValueError(f"override {item!r}: {parts[0]} is not a section")
+    section[parts[1]] = yaml.safe_load(value)
+
+
+def _section(factory, name: str, values: dict[str, Any]):
+    fields = {f.name: f for f in dataclasses.fields(factory)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown keys in training config section {name!r}: {unknown}")
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return factory(**kwargs)
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj

@@ -1,0 +1,271 @@
+"""``clustvit train``: train ClustViT (or, with ``model.k=0``, the dense ViT baseline) from a recipe.
+
+Loss: pixel CE + ``cluster_loss_weight`` x token CE against pseudo-cluster targets (the latter only
+when the forward ran the Cluster module). Iteration-based, seeded, resumable; ``torchrun`` for
+several GPUs (DistributedDataParallel). Outputs in ``train.out_dir``: ``config.yaml`` (the resolved
+recipe), ``model.safetensors`` (the latest weights), ``state.pt`` (what ``--resume`` needs) and
+``log.jsonl`` (training losses and evaluations).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import random
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import yaml
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from ..data.palettes import ClassInfo
+from ..model.budget import MergeBudget
+from ..model.checkpoints import check_state_dict, load_checkpoint, save_checkpoint
+from ..model.configs import ClustViTConfig
+from ..model.segmentor import ClustViT
+from ..runtime.engine import Segmenter
+from .config import TrainConfig, load_config
+from .data import train_dataset, val_dataset
+from .distributed import DistInfo, all_mean, barrier, init_distributed
+from .evaluate import evaluate
+from .losses import clustvit_loss
+from .optim import build_optimizer, build_scheduler
+from .state import load_state, save_state, set_rng_state
+
+
+@dataclass
+class TrainResult:
+    """``history``: the logged training entries; ``evals``: the periodic evaluations."""
+
+    checkpoint: Path
+    history: list[dict[str, Any]] = field(default_factory=list)
+    evals: list[dict[str, Any]] = field(default_factory=list)
+
+
+def model_config(cfg: TrainConfig, classes: ClassInfo) -> ClustViTConfig:
+    """The recipe's ``model`` section completed from the data: input size = crop, and the
+    dataset's class names and palette unless the recipe names its own classes."""
+    fields = dict(cfg.model)
+    variant = fields.pop("variant", "custom")
+    fields.setdefault("img_size", tuple(cfg.data.crop))
+    if not fields.get("class_names"):
+        fields["class_names"] = classes.names
+        fields.setdefault("palette", [tuple(int(v) for v in c) for c in classes.palette])
+    config = ClustViTConfig.from_variant(variant, **fields)
+    if config.num_classes != classes.num_classes:
+        raise ValueError(f"model has {config.num_classes} classes, dataset {classes.name!r} "
+                         f"{classes.num_classes}")
+    return config
+
+
+def init_weights(model: ClustViT, path: str | Path) -> None:
+    """Load a checkpoint's weights into ``model``; every tensor must match (CheckpointError)."""
+    tensors = load_checkpoint(path).state_dict()
+    check_state_dict(model, tensors, str(path))
+    model.load_state_dict(tensors)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def batches(dataset, cfg: TrainConfig, info: DistInfo, start_step: int) -> Iterator[tuple]:
+    """Endless batches; epoch e is a seeded shuffle (DistributedSampler, one shard per rank) and
+    its augmentation depends on (seed, e, index) only, so resuming at ``start_step`` continues
+    exactly where the uninterrupted run would be."""
+    bs = cfg.train.batch_size
+    sampler = DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank,
+                                 shuffle=True, seed=cfg.train.seed, drop_last=True)
+    per_epoch = len(sampler) // bs
+    if per_epoch == 0:
+        raise ValueError(f"{len(sampler)} training images per process, fewer than one batch of {bs}")
+    epoch, skip = divmod(start_step, per_epoch)
+    while True:
+        sampler.set_epoch(epoch)
+        dataset.set_epoch(epoch)
+        indices = list(sampler)[skip * bs: per_epoch * bs]
+        yield from DataLoader(dataset, batch_size=bs, sampler=indices, drop_last=True,
+                              num_workers=cfg.data.num_workers,
+                              pin_memory=info.device.type == "cuda",
+                              generator=torch.Generator().manual_seed(cfg.train.seed + epoch))
+        epoch, skip = epoch + 1, 0
+
+
+def amp_settings(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype or None, use a GradScaler). AMP is GPU-only: fp32 on the CPU."""
+    if cfg.train.amp == "none":
+        return None, False
+    if device.type != "cuda":
+        warnings.warn(f"train.amp={cfg.train.amp} needs a GPU: training in fp32 on {device}",
+                      stacklevel=2)
+        return None, False
+    return (torch.bfloat16, False) if cfg.train.amp == "bf16" else (torch.float16, True)
+
+
+class _Log:
+    """Running means of the step values between two log lines."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.count = 0
+
+    def add(self, **values: float) -> None:
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.count += 1
+
+    def means(self, info: DistInfo) -> dict[str, float]:
+        out = {k: all_mean(v / self.count, info) for k, v in self.sums.items()}
+        self.sums, self.count = {}, 0
+        return out
+
+
+def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = True) -> TrainResult:
+    """Run the recipe; returns the final checkpoint (``out_dir/model.safetensors``) and the logs."""
+    info = init_distributed(cfg.train.device)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    out = Path(cfg.train.out_dir)
+    main = info.is_main
+    if main:
+        for w in info.warnings:
+            warnings.warn(w, stacklevel=2)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    seed_everything(cfg.train.seed)
+    data = train_dataset(cfg.data, progress=main and progress)
+    val = val_dataset(cfg.data, progress=progress) if main else None
+    mcfg = model_config(cfg, data.class_info)
+    model = ClustViT(mcfg)
+    if cfg.train.init:
+        init_weights(model, cfg.train.init)
+    model = model.to(info.device).train()
+    optimizer = build_optimizer(model, cfg.optim)
+    scheduler = build_scheduler(optimizer, cfg.schedule, cfg.optim.lr)
+    amp_dtype, use_scaler = amp_settings(cfg, info.device)
+    scaler = torch.amp.GradScaler(info.device.type, enabled=use_scaler)
+    start = 0
+    if resume:
+        state = load_state(resume)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start = int(state["step"])
+        set_rng_state(state["rng"])
+    net = model
+    if info.distributed:
+        net = DistributedDataParallel(
+            model, device_ids=[info.device] if info.device.type == "cuda" else None,
+            find_unused_parameters=mcfg.k > 0)  # nothing merged in a batch: Regenerator unused
+    result = TrainResult(out / "model.safetensors")
+    log_path = out / "log.jsonl"
+    iters = cfg.schedule.iters
+    bar = tqdm(total=iters, initial=start, disable=not (main and progress), unit="it",
+               desc=f"train {'ClustViT k=%d' % mcfg.k if mcfg.k else 'ViT'}")
+    stream = batches(data, cfg, info, start)
+    running = _Log()
+    t0 = time.perf_counter()
+    for step in range(start, iters):
+        images, masks = next(stream)
+        images = images.to(info.device, non_blocking=True)
+        masks = masks.to(info.device, non_blocking=True)
+        autocast = (torch.autocast(info.device.type, dtype=amp_dtype) if amp_dtype
+                    else contextlib.nullcontext())
+        with autocast:
+            seg_out = net(model.normalize(images))
+        losses = clustvit_loss(seg_out, masks, mcfg.k, mcfg.patch_size,
+                               cfg.train.cluster_loss_weight, cfg.train.ignore_index,
+                               cfg.train.purity)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(losses.total).backward()
+        if cfg.optim.grad_clip:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        bar.update()
+        kept = seg_out.stats.kept_tokens
+        running.add(loss=losses.total.item(), seg=losses.seg.item(),
+                    cluster=losses.cluster.item() if losses.cluster is not None else 0.0,
+                    kept=sum(kept) / len(kept))
+        done = step + 1
+        if done % cfg.train.log_interval == 0 or done == iters:
+            entry = {"step": done, "lr": scheduler.get_last_lr()[0], **running.means(info),
+                     "time_s": round(time.perf_counter() - t0, 1)}
+            result.history.append(entry)
+            if main:
+                bar.set_postfix(loss=f"{entry['loss']:.3f}", kept=f"{entry['kept']:.0f}")
+                _append(log_path, entry)
+        saving = _due(done, cfg.train.checkpoint_interval, iters)
+        evaluating = _due(done, cfg.train.eval_interval, iters)
+        if main and saving:
+            save_state(out / "state.pt", model=model, optimizer=optimizer, scheduler=scheduler,
+                       scaler=scaler, step=done, config=cfg.to_dict())
+        if main and (saving or evaluating):
+            save_checkpoint(model, result.checkpoint, {"step": done, "recipe": cfg.to_dict()})
+        if main and evaluating:
+            entry = _evaluate(result.checkpoint, val, info.device, cfg.data.eval_resize, done)
+            result.evals.append(entry)
+            _append(log_path, entry)
+            bar.write(f"step {done}: mIoU {100 * entry['miou']:.2f}, GFLOPs "
+                      f"{entry['gflops_mean']:.3f} (dense path {entry['dense_gflops']:.3f}), "
+                      f"kept {entry['kept_mean']:.1f}/{mcfg.grid[0] * mcfg.grid[1]}")
+        if saving or evaluating:  # the other ranks wait for rank 0's files
+            barrier(info)
+    bar.close()
+    return result
+
+
+def _due(done: int, interval: int, iters: int) -> bool:
+    return done == iters or (interval > 0 and done % interval == 0)
+
+
+def _evaluate(checkpoint: Path, val, device: torch.device, resize: str, step: int) -> dict[str, Any]:
+    """The saved weights through the engine at the default budget, leaving the RNGs untouched."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        seg = Segmenter(checkpoint, device=str(device), resize=resize)
+        r = evaluate(seg, val, MergeBudget(), warmup=1)
+    return {"step": step, "eval": True, "miou": r.miou, "iou": r.iou, "gflops_mean": r.gflops_mean,
+            "gflops_std": r.gflops_std, "dense_gflops": r.dense_gflops, "kept_mean": r.kept_mean,
+            "latency_p50_ms": r.latency_p50_ms}
+
+
+def _append(path: Path, entry: dict[str, Any]) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """``clustvit train``: train ClustViT, or the dense ViT baseline with ``model.k=0``, from a
+    YAML recipe. Several GPUs: ``torchrun --nproc_per_node N -m clustvit_ros.cli train ...``."""
+    parser = subparsers.add_parser("train", help="train a model from a YAML recipe",
+                                   description=add_parser.__doc__)
+    parser.add_argument("--config", required=True, help="training recipe (configs/train/*.yaml)")
+    parser.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE",
+                        help="recipe overrides, e.g. model.k=0 train.out_dir=runs/vit")
+    parser.add_argument("--resume", nargs="?", const="auto", metavar="STATE",
+                        help="continue from a state.pt (default: OUT_DIR/state.pt)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)
+    resume = Path(cfg.train.out_dir) / "state.pt" if args.resume == "auto" else args.resume
+    result = train(cfg, resume, progress=not args.no_progress)
+    if result.evals:
+        last = result.evals[-1]
+        print(f"final: mIoU {100 * last['miou']:.2f}, GFLOPs {last['gflops_mean']:.3f}")
+    print(f"wrote {result.checkpoint}")
+    return 0
