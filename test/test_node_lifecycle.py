@@ -37,7 +37,7 @@ def test_missing_or_corrupt_checkpoint_exits_non_zero_naming_the_file(tmp_path, 
     if content is not None:
         path.write_bytes(content)
     proc = start_node(unique_namespace("bad"), f"checkpoint:={path}")
-    assert _wait_exit(proc, 60), "the node kept running without a usable model"
+    assert processes.wait_exit(proc, 60), "the node kept running without a usable model"
     code, output = processes.stop(proc)
     assert code != 0
     assert str(path) in output and "cannot start" in output
@@ -47,16 +47,9 @@ def test_missing_or_corrupt_checkpoint_exits_non_zero_naming_the_file(tmp_path, 
 @pytest.mark.parametrize("param", ["merge_budget:=2.0", "device:=tpu", "input_size:=[100]", "dtype:=int8"])
 def test_invalid_start_up_parameter_exits_non_zero_with_the_reason(checkpoint, param):
     proc = start_node(unique_namespace("badparam"), f"checkpoint:={checkpoint}", param)
-    assert _wait_exit(proc, 60), "the node kept running with an invalid parameter"
+    assert processes.wait_exit(proc, 60), "the node kept running with an invalid parameter"
     code, output = processes.stop(proc)
     assert code != 0 and param.split(":=")[0] in output, output
-
-
-def _wait_exit(proc, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return proc.poll() is not None
 
 
 def test_enabled_false_stops_processing_and_true_resumes_it(checkpoint):

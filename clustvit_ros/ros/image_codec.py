@@ -105,7 +105,7 @@ def image_to_numpy(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
             f"step {step} < width*bytes_per_pixel = {width}*{pixel_bytes} = {width * pixel_bytes} "
             f"for {encoding}")
     buf = _buffer(msg.data)
-    if buf.size < step * height:
+    if buf.size != step * height:  # truncated, or more data than the header describes
         raise ImageDecodeError(
             f"data has {buf.size} bytes, expected step*height = {step}*{height} = {step * height}")
     big = bool(msg.is_bigendian) and dtype.itemsize > 1

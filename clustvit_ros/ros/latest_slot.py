@@ -18,10 +18,12 @@ class LatestSlot(Generic[T]):
         self._cond = threading.Condition()
         self._item: T | None = None
         self._closed = False
+        self.received = 0
         self.dropped = 0
 
     def put(self, item: T) -> None:
         with self._cond:
+            self.received += 1
             if self._item is not None:
                 self.dropped += 1
             self._item = item

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import rclpy
+import torch
 from ament_index_python.packages import get_package_share_directory
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
@@ -118,6 +119,7 @@ class ClustViTNode(Node):
         extra = {"device": str(self.engine.device), "dtype": str(self.engine.dtype).removeprefix("torch."),
                  "model": self._model_info, "enabled": str(s.enabled),
                  "merge_budget": f"{s.merge_budget:g}", "merge_bias": f"{s.merge_bias:g}"}
+        extra["frames_received"] = str(self._slot.received)
         status = self._diag.status(self._diag_period, self._slot.dropped, extra)
         status.name = f"{self.get_fully_qualified_name()}: segmentation"
         status.hardware_id = str(self.engine.device)
@@ -136,6 +138,9 @@ class ClustViTNode(Node):
                 self._process(*item, settings)
             except ImageDecodeError as exc:
                 self._report("input", f"bad input image: {exc}")
+            except torch.cuda.OutOfMemoryError as exc:
+                self.engine.release_cached_memory()
+                self._report("processing", f"out of memory on {self.engine.device}, frame skipped: {exc}")
             except Exception as exc:  # a frame that fails must not stop the node
                 if self._closing:
                     return

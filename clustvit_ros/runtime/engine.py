@@ -101,6 +101,11 @@ class Segmenter:
                       dense_gflops=self._dense_gflops[size], model_hw=size,
                       preprocess_ms=pre, inference_ms=inf, postprocess_ms=post)
 
+    def release_cached_memory(self) -> None:
+        """Return cached GPU memory to the driver (after an out-of-memory error); no-op on the CPU."""
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
     def _preprocess(self, rgb: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
         """uint8 HWC on the host -> normalised 1x3xHxW in the model dtype on the device."""
         if not rgb.flags.writeable:  # e.g. a view of an immutable message buffer; torch needs writable

@@ -22,6 +22,15 @@ def start_module(module: str, *args: str, **kwargs) -> subprocess.Popen:
     return start([sys.executable, "-m", module, *args], **kwargs)
 
 
+def wait_exit(proc: subprocess.Popen, timeout: float) -> bool:
+    """Wait up to `timeout` s for `proc` to exit on its own; True when it did."""
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
 def stop(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 15.0) -> tuple[int, str]:
     """Send `sig`, wait, kill the group if it does not exit; return (exit code, output)."""
     if proc.poll() is None:

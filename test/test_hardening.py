@@ -1,0 +1,239 @@
+"""Hardening: fuzzed images and parameters, faults and shutdown mid-inference never break the node."""
+from __future__ import annotations
+
+import json
+import math
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+import rclpy
+import torch
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from safetensors.torch import load_file, save_file
+from sensor_msgs.msg import CompressedImage, Image
+
+from clustvit_ros.ros.image_codec import ImageDecodeError, compressed_to_rgb8, rgb8_to_compressed, to_rgb8
+from clustvit_ros.ros.params import PARAMETERS
+from support import processes
+from support.models import make_checkpoint
+from support.node_process import running_node, start_node, unique_namespace
+from support.ros_harness import Harness, rgb_image
+
+ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16", "yuv422", "yuv422_yuy2", "32FC1",
+             "16SC1", "rgb16", "8UC3", "jpeg", "", "RGB8", "rgb8\x00")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+
+
+def _malformed_images(rng: np.random.Generator, count: int):
+    """`count` Image messages that the codec rejects, of every kind of damage."""
+    made = 0
+    while made < count:
+        msg = Image(encoding=str(rng.choice(ENCODINGS)), is_bigendian=int(rng.integers(0, 2)))
+        msg.height, msg.width = (int(v) for v in rng.integers(0, 40, 2))
+        if rng.random() < 0.05:
+            msg.height, msg.width = 200_000, 200_000  # huge
+        bpp = int(rng.choice([1, 2, 3, 4]))
+        msg.step = max(0, msg.width * bpp + int(rng.integers(-3, 4)))
+        size = min(1 << 16, max(0, msg.step * msg.height + int(rng.choice([-msg.step, -1, 0, 1, 17]))))
+        if msg.encoding == "32FC1" and rng.random() < 0.5:
+            data = np.full(size // 4 + 1, np.nan, np.float32).tobytes()[:size]
+        else:
+            data = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+        msg.data = data
+        try:
+            to_rgb8(msg)
+        except ImageDecodeError:
+            made += 1
+            yield msg
+
+
+def _malformed_compressed(rng: np.random.Generator, count: int):
+    jpeg = bytes(rgb8_to_compressed(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), "jpeg").data)
+    png = bytes(rgb8_to_compressed(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), "png").data)
+    made = 0
+    while made < count:
+        source = jpeg if rng.random() < 0.5 else png
+        kind = rng.integers(0, 4)
+        if kind == 0:
+            data = source[: int(rng.integers(0, len(source)))]
+        elif kind == 1:
+            data = bytearray(source)
+            for i in rng.integers(0, len(data), 8):
+                data[i] = int(rng.integers(0, 256))
+            data = bytes(data)
+        elif kind == 2:
+            data = rng.integers(0, 256, int(rng.integers(0, 300)), dtype=np.uint8).tobytes()
+        else:
+            data = source[:2] + rng.integers(0, 256, 64, dtype=np.uint8).tobytes()
+        msg = CompressedImage(format=str(rng.choice(["jpeg", "png", "bmp", ""])), data=data)
+        try:
+            compressed_to_rgb8(msg)
+        except ImageDecodeError:
+            made += 1
+            yield msg
+
+
+def _diag_int(h: Harness, key: str) -> int:
+    return int(h.diagnostics_value(key) or 0)
+
+
+@pytest.mark.parametrize("kind, count", [("raw", 800), ("compressed", 400)])
+def test_fuzzed_images_are_each_counted_and_the_node_keeps_working(checkpoint, kind, count):
+    compressed = kind == "compressed"
+    with running_node(f"checkpoint:={checkpoint}", f"compressed:={str(compressed).lower()}",
+                      "qos_reliability:=reliable", "diagnostics_period:=0.2", tag=f"fuzz{kind}") as (proc, h):
+        rng = np.random.default_rng(1234)
+        messages = (_malformed_compressed if compressed else _malformed_images)(rng, count)
+        for i, msg in enumerate(messages):
+            h.publish(msg, (100, i))
+            time.sleep(0.002)
+        # Every message that reached the node is either an input error or was replaced unseen.
+        accounted = lambda: _diag_int(h, "input_errors") + _diag_int(h, "frames_dropped")  # noqa: E731
+        h.wait_for(lambda: accounted() >= 0.9 * count and accounted() == _diag_int(h, "frames_received"),
+                   30, f"{count} malformed images accounted for in /diagnostics")
+        assert _diag_int(h, "input_errors") >= 0.8 * count
+        assert _diag_int(h, "processing_errors") == 0 and proc.poll() is None
+        good = rgb8_to_compressed(np.zeros((40, 60, 3), np.uint8)) if compressed else rgb_image(40, 60)
+        mask = h.output_for("mask", (200, 0), republish=lambda: h.publish(good, (200, 0)))
+        assert (mask.height, mask.width) == (40, 60)
+
+
+def _expected_accept(spec, value) -> bool:
+    """Independent statement of what the node must accept for a live parameter."""
+    if not spec.live or type(value) is not type(spec.default):
+        return False
+    if isinstance(value, float):
+        return math.isfinite(value) and spec.range[0] <= value <= spec.range[1]
+    return True
+
+
+def _random_value(rng: np.random.Generator):
+    choice = rng.integers(0, 9)
+    return [lambda: bool(rng.integers(0, 2)), lambda: int(rng.integers(-5, 5)),
+            lambda: float(rng.uniform(-2, 2)), lambda: float(rng.uniform(-30, 30)),
+            lambda: float(rng.choice([math.nan, math.inf, -math.inf])), lambda: "0.5",
+            lambda: str(rng.choice(["cpu", "cuda:3", "fp16", "", "fixed"])),
+            lambda: [int(v) for v in rng.integers(0, 600, int(rng.integers(0, 4)))],
+            lambda: [float(v) for v in rng.uniform(0, 1, 2)]][choice]()
+
+
+def test_fuzzed_parameters_are_rejected_with_a_reason_and_change_nothing(checkpoint):
+    with running_node(f"checkpoint:={checkpoint}", tag="pfuzz") as (proc, h):
+        names = [spec.name for spec in PARAMETERS]
+        state = dict(zip(names, h.get(*names)))
+        rng = np.random.default_rng(99)
+        for _ in range(150):
+            spec = PARAMETERS[int(rng.integers(0, len(PARAMETERS)))]
+            value = _random_value(rng)
+            (result,) = h.set(**{spec.name: value})
+            expected = _expected_accept(spec, value)
+            assert result.successful == expected, (spec.name, value, result.reason)
+            if expected:
+                state[spec.name] = value
+            else:
+                assert result.reason, (spec.name, value)
+        assert dict(zip(names, h.get(*names))) == state
+        h.set(enabled=True, merge_budget=1.0, merge_bias=0.0)
+        assert h.output_for("mask", (300, 0), republish=lambda: h.publish(rgb_image(), (300, 0)))
+        assert proc.poll() is None
+
+
+def _broken_checkpoints(good, tmp_path) -> dict:
+    tensors = load_file(str(good))
+    from safetensors import safe_open
+
+    with safe_open(str(good), "pt") as f:
+        meta = f.metadata()
+    wrong_shape = dict(tensors)
+    name = next(k for k in tensors if k.endswith("weight") and tensors[k].ndim == 2)
+    wrong_shape[name] = torch.zeros(tensors[name].shape[0] + 1, tensors[name].shape[1])
+    config = json.loads(meta["config"])
+    config["palette"] = config["palette"][:-1]  # 3 colours for 4 classes
+    files = {"wrong_shape": (wrong_shape, meta), "palette_mismatch": (tensors, {**meta, "config": json.dumps(config)})}
+    out = {}
+    for label, (t, m) in files.items():
+        path = tmp_path / f"{label}.safetensors"
+        save_file(t, str(path), metadata=m)
+        out[label] = path
+    return out
+
+
+@pytest.mark.parametrize("label, reason", [("wrong_shape", "shape"), ("palette_mismatch", "palette")])
+def test_inconsistent_checkpoint_stops_the_node_with_the_reason(checkpoint, tmp_path, label, reason):
+    path = _broken_checkpoints(checkpoint, tmp_path)[label]
+    proc = start_node(unique_namespace("fault"), f"checkpoint:={path}")
+    assert processes.wait_exit(proc, 60), "the node kept running with an inconsistent model"
+    code, output = processes.stop(proc)
+    assert code != 0 and str(path) in output and reason in output, output
+
+
+def test_cuda_requested_without_a_gpu_runs_on_the_cpu_with_one_warning(checkpoint):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with running_node(f"checkpoint:={checkpoint}", "device:=cuda:0", "diagnostics_period:=0.2",
+                      tag="nocuda") as (proc, h):
+        assert h.output_for("mask", (400, 0), republish=lambda: h.publish(rgb_image(), (400, 0)))
+        h.wait_for(lambda: h.diagnostics_value("device") == "cpu", 10, "diagnostics on cpu")
+        code, output = processes.stop(proc)
+    assert code == 0 and output.count("running on the CPU") == 1, output
+
+
+def test_out_of_memory_during_inference_skips_the_frame_and_recovers(checkpoint):
+    from clustvit_ros.ros.node import ClustViTNode
+
+    context = Context()
+    rclpy.init(context=context)
+    node = ClustViTNode(context=context, namespace=unique_namespace("oom"),
+                        parameter_overrides=[Parameter("checkpoint", value=str(checkpoint)),
+                                             Parameter("diagnostics_period", value=0.2)])
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    h = Harness(context, node.get_fully_qualified_name())
+    real_run, calls = node.engine.run, []
+
+    def failing_run(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_run(*args, **kwargs)
+
+    node.engine.run = failing_run
+    try:
+        h.wait_ready()
+        h.publish(rgb_image(), (500, 0))
+        h.wait_for(lambda: _diag_int(h, "processing_errors") == 1, 15, "the OOM counted")
+        assert "out of memory" in h.diagnostics_value("last_error")
+        assert h.output_for("mask", (501, 0), republish=lambda: h.publish(rgb_image(), (501, 0)))
+    finally:
+        h.close()
+        node.close()
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_in_the_middle_of_inference_exits_cleanly(tmp_path, sig):
+    slow = make_checkpoint(tmp_path / "slow.safetensors", embed_dim=192, depth=6, num_heads=3,
+                           mlp_hidden=768, cluster_hidden=192)
+    with running_node(f"checkpoint:={slow}", "input_size:=[256,256]", "merge_budget:=0.0",
+                      tag="midinf") as (proc, h):
+        image = rgb_image(240, 320)
+        h.output_for("stats", (600, 0), republish=lambda: h.publish(image, (600, 0)))
+        for i in range(20):  # keep the worker busy: a frame is in flight when the signal lands
+            h.publish(image, (601, i))
+            time.sleep(0.01)
+        code, output = processes.stop(proc, sig)
+    assert code == 0, output
+    assert "Traceback" not in output
