@@ -72,3 +72,17 @@ def test_broken_files_raise_checkpoint_errors_naming_the_file(tmp_path, model):
             load_checkpoint(tmp_path / name)
         assert name in str(err.value)
         assert isinstance(err.value, ValueError)
+
+
+def test_saved_checkpoints_are_readable_by_others(tmp_path, model):
+    import os
+    import stat
+
+    from clustvit_ros.model.checkpoints import save_checkpoint
+
+    umask = os.umask(0o022)
+    try:
+        save_checkpoint(model, tmp_path / "m.safetensors")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "m.safetensors").stat().st_mode) == 0o644

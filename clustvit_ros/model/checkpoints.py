@@ -39,6 +39,9 @@ def save_checkpoint(model: ClustViT, path: str | os.PathLike,
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(tensors, str(tmp), metadata=meta)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # safetensors creates 0600; a shipped model must be readable
     os.replace(tmp, path)
 
 
