@@ -1,4 +1,4 @@
-"""Training recipes: YAML + overrides -> TrainConfig, validation, the shipped recipes, the schedule."""
+"""Training recipes: YAML + overrides -> TrainConfig, validation, shipped recipes, schedule."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""The training loop on a tiny model: seeded, resumable, dense baseline, DDP (world size 1, gloo)."""
+"""The training loop on a tiny model: seeded, resumable, dense baseline, DDP (1 gloo process)."""
 from __future__ import annotations
 
 import socket

@@ -84,7 +84,10 @@ class LoopConfig:
     Intervals are in steps (0 = never; the last step always evaluates and checkpoints).
     ``threads`` sets ``torch.set_num_threads`` (None: torch's default). ``init``: a clustvit_ros
     checkpoint of the same architecture whose weights start the training (e.g. ImageNet ViT
-    weights brought in with ``clustvit convert``); None trains from scratch."""
+    weights brought in with ``clustvit convert``); None trains from scratch.
+    ``merge_budget_range``: each step merges with a ``merge_budget`` drawn uniformly from this
+    range (seeded by seed and step); ``[1, 1]`` is the paper (the model's own decision always),
+    lower values make the blocks after the injection point see more tokens in training."""
 
     batch_size: int = 8
     seed: int = 0
@@ -99,6 +102,7 @@ class LoopConfig:
     out_dir: str = "runs/train"
     threads: int | None = None
     init: str | None = None
+    merge_budget_range: tuple[float, float] = (1.0, 1.0)
 
 
 @dataclass
@@ -120,13 +124,16 @@ class TrainConfig:
         need(self.data.eval_resize in RESIZE_POLICIES,
              f"data.eval_resize must be one of {RESIZE_POLICIES}")
         need(self.optim.name in ("sgd", "adamw"), "optim.name must be 'sgd' or 'adamw'")
-        need(self.optim.lr > 0 and self.schedule.iters > 0, "optim.lr and schedule.iters must be > 0")
+        need(self.optim.lr > 0 and self.schedule.iters > 0,
+             "optim.lr and schedule.iters must be > 0")
         need(0 <= self.schedule.min_lr <= self.optim.lr, "schedule.min_lr must be in [0, optim.lr]")
         need(self.schedule.warmup_iters >= 0 and 0 < self.schedule.warmup_ratio <= 1,
              "schedule.warmup_iters >= 0 and warmup_ratio in (0, 1]")
         need(self.train.amp in ("none", "bf16", "fp16"), "train.amp must be none, bf16 or fp16")
         need(self.train.batch_size > 0, "train.batch_size must be > 0")
         need(0 < self.train.purity <= 1, "train.purity must be in (0, 1]")
+        lo, hi = self.train.merge_budget_range
+        need(0 <= lo <= hi <= 1, "train.merge_budget_range must be [lo, hi], 0 <= lo <= hi <= 1")
         patch = int(self.model.get("patch_size", 16))
         need(all(s % patch == 0 for s in self.data.crop),
              f"data.crop {self.data.crop} must be a multiple of the patch size {patch}")

@@ -35,7 +35,8 @@ def init_distributed(device: str = "auto") -> DistInfo:
     """Join the ``torchrun`` process group when launched by it (once), else run alone.
 
     ``device`` is resolved like the engine's (``auto``: a GPU if there is one; ``cpu``, ``cuda``,
-    ``cuda:N``: a missing GPU falls back to the CPU with a warning). Under torchrun each rank takes ``cuda:LOCAL_RANK``.
+    ``cuda:N``: a missing GPU falls back to the CPU with a warning). Under torchrun each rank
+    takes ``cuda:LOCAL_RANK``.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     resolved, warnings = resolve_device(device)

@@ -148,7 +148,8 @@ def open_segmenter(checkpoint: str, args: argparse.Namespace, data: DataConfig) 
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """``clustvit eval``: mIoU, per-class IoU, GFLOPs, latency and token statistics of a checkpoint."""
+    """``clustvit eval``: mIoU, per-class IoU, GFLOPs, latency and token statistics of a
+    checkpoint at one merge budget."""
     parser = subparsers.add_parser("eval", help="evaluate a checkpoint at one merge budget",
                                    description=add_parser.__doc__)
     parser.add_argument("--checkpoint", required=True, help="a clustvit_ros .safetensors file")

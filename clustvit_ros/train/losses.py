@@ -1,4 +1,4 @@
-"""The ClustViT training loss (CLUSTVIT.md §2.2): pixel CE + lambda * token CE on the cluster logits."""
+"""The ClustViT training loss (CLUSTVIT.md §2.2): pixel CE + lambda x token CE on the clusters."""
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -43,7 +43,7 @@ def cluster_loss(cluster_logits: Tensor, masks: Tensor, k: int, patch_size: int,
 
 def clustvit_loss(out: SegOutput, masks: Tensor, k: int, patch_size: int, weight: float = 0.1,
                   ignore_index: int = 255, purity: float = 1.0) -> Losses:
-    """L = L_seg + ``weight`` * L_clust; the second term only when the forward ran the Cluster module."""
+    """L = L_seg + ``weight`` * L_clust; the second term only when the Cluster module ran."""
     seg = segmentation_loss(out.logits, masks, ignore_index)
     if out.cluster_logits is None:
         return Losses(seg, seg, None)

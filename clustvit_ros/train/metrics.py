@@ -27,13 +27,15 @@ class ConfusionMatrix:
         Ground-truth ids outside ``0..C-1`` other than ``ignore_index`` are an error.
         """
         if pred.shape != target.shape:
-            raise ValueError(f"prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ")
+            raise ValueError(f"prediction {tuple(pred.shape)} and target "
+                             f"{tuple(target.shape)} differ")
         pred, target = pred.reshape(-1).long(), target.reshape(-1).long()
         valid = target != self.ignore_index
         pred, target = pred[valid], target[valid]
         c = self.num_classes
         if target.numel() and (int(target.min()) < 0 or int(target.max()) >= c):
-            raise ValueError(f"ground truth holds ids outside 0..{c - 1} (ignore {self.ignore_index})")
+            raise ValueError(f"ground truth holds ids outside 0..{c - 1} "
+                             f"(ignore {self.ignore_index})")
         if pred.numel() and (int(pred.min()) < 0 or int(pred.max()) >= c):
             raise ValueError(f"prediction holds ids outside 0..{c - 1}")
         counts = torch.bincount((target * c + pred).cpu(), minlength=c * c)

@@ -1,4 +1,4 @@
-"""Optimiser and learning-rate schedule: SGD (momentum) or AdamW, poly decay with optional warm-up."""
+"""Optimiser and learning-rate schedule: SGD (momentum) or AdamW, poly decay, optional warm-up."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

@@ -1,5 +1,5 @@
 """Budget sweeps: evaluate a checkpoint over a grid of merge_budget x merge_bias values and write a
-markdown table and a plot of mIoU against GFLOPs (the ClustViT curve, the dense baseline a point)."""
+markdown table and a plot of mIoU against GFLOPs (ClustViT curves, the dense baseline a point)."""
 from __future__ import annotations
 
 import argparse
@@ -52,7 +52,9 @@ def markdown_table(results: list[EvalResult], baseline: EvalResult | None = None
 
 def plot(results: list[EvalResult], path: str | Path, baseline: EvalResult | None = None,
          title: str = "") -> None:
-    """mIoU against GFLOPs: one line per merge_bias through the budgets, the baseline a star."""
+    """mIoU against mean GFLOPs: one line per merge_bias through the budgets (from budget 0, the
+    dense path, to 1), budget values written along the bias-0 line, the default (budget 1, bias 0)
+    ringed, the dense baseline a star with dotted guides at its mIoU - 1 and half its GFLOPs."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -60,22 +62,28 @@ def plot(results: list[EvalResult], path: str | Path, baseline: EvalResult | Non
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     dense = [r for r in results if r.merge_budget == 0]
     for bias in sorted({r.merge_bias for r in results if r.merge_budget > 0}):
-        pts = sorted([r for r in results if r.merge_bias == bias and r.merge_budget > 0] + dense,
-                     key=lambda r: r.gflops_mean)
-        ax.errorbar([r.gflops_mean for r in pts], [100 * r.miou for r in pts],
-                    xerr=[r.gflops_std for r in pts], marker="o", capsize=2,
-                    label=f"ClustViT, merge_bias {bias:+g}")
-    default = [r for r in results if r.merge_budget == 1 and r.merge_bias == 0]
-    for r in default:
-        ax.annotate("default (budget 1, bias 0)", (r.gflops_mean, 100 * r.miou),
-                    textcoords="offset points", xytext=(8, -12), fontsize=8)
-    for r in dense:
-        ax.annotate("budget 0 (dense path)", (r.gflops_mean, 100 * r.miou),
-                    textcoords="offset points", xytext=(-40, 8), fontsize=8)
+        pts = dense + sorted((r for r in results if r.merge_bias == bias and r.merge_budget > 0),
+                             key=lambda r: r.merge_budget)
+        ax.plot([r.gflops_mean for r in pts], [100 * r.miou for r in pts], marker="o",
+                markersize=4, label=f"ClustViT, merge_bias {bias:+g}")
+        if bias == 0:
+            for r in pts:  # budget 1 below its point: it often sits next to 0.75
+                ax.annotate(f"{r.merge_budget:g}", (r.gflops_mean, 100 * r.miou), fontsize=7,
+                            textcoords="offset points", ha="center",
+                            xytext=(0, -16 if r.merge_budget == 1 else 6))
+    for r in results:
+        if r.merge_budget == 1 and r.merge_bias == 0:
+            ax.plot([r.gflops_mean], [100 * r.miou], marker="o", markersize=13, fillstyle="none",
+                    color="black", linestyle="none", label="default: budget 1, bias 0")
     if baseline:
         ax.plot([baseline.gflops_mean], [100 * baseline.miou], marker="*", markersize=14,
                 linestyle="none", color="black", label="ViT (dense baseline)")
-    ax.set_xlabel("GFLOPs per frame (mean over images)")
+        ax.axhline(100 * baseline.miou - 1, color="gray", linestyle=":", linewidth=1)
+        ax.axvline(baseline.gflops_mean / 2, color="gray", linestyle=":", linewidth=1)
+        ax.annotate("baseline − 1 mIoU, baseline GFLOPs / 2", (baseline.gflops_mean / 2,
+                    100 * baseline.miou - 1), textcoords="offset points", xytext=(4, 4),
+                    fontsize=7, color="gray")
+    ax.set_xlabel("GFLOPs per frame (mean over images; labels: merge_budget)")
     ax.set_ylabel("mIoU (%)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
@@ -108,7 +116,7 @@ def _floats(text: str) -> list[float]:
     try:
         return [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers: {text!r}") from None
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""``clustvit train``: train ClustViT (or, with ``model.k=0``, the dense ViT baseline) from a recipe.
+"""``clustvit train``: train ClustViT (or with ``model.k=0`` the dense ViT baseline) from a recipe.
 
 Loss: pixel CE + ``cluster_loss_weight`` x token CE against pseudo-cluster targets (the latter only
 when the forward ran the Cluster module). Iteration-based, seeded, resumable; ``torchrun`` for
@@ -87,7 +87,7 @@ def batches(dataset, cfg: TrainConfig, info: DistInfo, start_step: int) -> Itera
                                  shuffle=True, seed=cfg.train.seed, drop_last=True)
     per_epoch = len(sampler) // bs
     if per_epoch == 0:
-        raise ValueError(f"{len(sampler)} training images per process, fewer than one batch of {bs}")
+        raise ValueError(f"{len(sampler)} training images per process: fewer than a batch ({bs})")
     epoch, skip = divmod(start_step, per_epoch)
     while True:
         sampler.set_epoch(epoch)
@@ -98,6 +98,15 @@ def batches(dataset, cfg: TrainConfig, info: DistInfo, start_step: int) -> Itera
                               pin_memory=info.device.type == "cuda",
                               generator=torch.Generator().manual_seed(cfg.train.seed + epoch))
         epoch, skip = epoch + 1, 0
+
+
+def train_budget(cfg: TrainConfig, step: int) -> MergeBudget:
+    """The merge budget of one training step: uniform in ``train.merge_budget_range``, drawn from
+    a generator of its own seeded by (seed, step), so it never shifts the other random streams."""
+    lo, hi = cfg.train.merge_budget_range
+    if lo == hi:
+        return MergeBudget(lo)
+    return MergeBudget(float(np.random.default_rng([cfg.train.seed, step]).uniform(lo, hi)))
 
 
 def amp_settings(cfg: TrainConfig, device: torch.device) -> tuple[torch.dtype | None, bool]:
@@ -182,7 +191,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
         autocast = (torch.autocast(info.device.type, dtype=amp_dtype) if amp_dtype
                     else contextlib.nullcontext())
         with autocast:
-            seg_out = net(model.normalize(images))
+            seg_out = net(model.normalize(images), train_budget(cfg, step))
         losses = clustvit_loss(seg_out, masks, mcfg.k, mcfg.patch_size,
                                cfg.train.cluster_loss_weight, cfg.train.ignore_index,
                                cfg.train.purity)
@@ -231,7 +240,8 @@ def _due(done: int, interval: int, iters: int) -> bool:
     return done == iters or (interval > 0 and done % interval == 0)
 
 
-def _evaluate(checkpoint: Path, val, device: torch.device, resize: str, step: int) -> dict[str, Any]:
+def _evaluate(checkpoint: Path, val, device: torch.device, resize: str,
+              step: int) -> dict[str, Any]:
     """The saved weights through the engine at the default budget, leaving the RNGs untouched."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         seg = Segmenter(checkpoint, device=str(device), resize=resize)
