@@ -26,6 +26,8 @@ help:
 	@echo "make test    set up .venv (idempotent) and run the test suite"
 	@echo "make setup   only set up .venv (dependencies, message build, package install)"
 	@echo "make clean   remove build/ and .venv/"
+	@echo "make bench   model- and node-level benchmarks -> docs/BENCHMARKS.md (+ PNGs)"
+	@echo "make soak    10,000 frames through the node; memory/threads/fds/stamp age -> docs/BENCHMARKS.md"
 
 test: setup
 	$(VPY) -m pytest -q $(PYTEST_ARGS)
@@ -62,3 +64,22 @@ DEMO_ARGS ?=
 demo: setup
 	FASTDDS_DEFAULT_PROFILES_FILE=$(CURDIR)/config/fastdds.xml \
 	  $(VPY) tools/demo.py --out out $(if $(CHECKPOINT),--checkpoint "$(CHECKPOINT)") $(DEMO_ARGS)
+
+# `make bench`: set-up, then the model-level (dense ViT vs ClustViT, ViT-T/S/B at 512 + the default
+# model) and node-level (overhead, rate, drops, stamp age; 1 and 2 processes) benchmarks. Each
+# replaces only its own marked section of docs/BENCHMARKS.md and writes its PNGs beside it (~6 min
+# on 2 cores). `make soak` (not part of bench): 10,000 frames through the node, leak checks (~4 min).
+# BENCH_MODEL_ARGS / BENCH_NODE_ARGS / SOAK_ARGS pass options (see each script's --help).
+BENCH_DOC ?= docs/BENCHMARKS.md
+BENCH_MODEL_ARGS ?=
+BENCH_NODE_ARGS ?=
+SOAK_ARGS ?=
+.PHONY: bench soak
+bench: setup
+	$(VPY) benchmarks/bench_model.py --doc $(BENCH_DOC) $(BENCH_MODEL_ARGS)
+	FASTDDS_DEFAULT_PROFILES_FILE=$(CURDIR)/config/fastdds.xml \
+	  $(VPY) benchmarks/bench_node.py --doc $(BENCH_DOC) $(BENCH_NODE_ARGS)
+
+soak: setup
+	FASTDDS_DEFAULT_PROFILES_FILE=$(CURDIR)/config/fastdds.xml \
+	  $(VPY) benchmarks/soak.py --doc $(BENCH_DOC) $(SOAK_ARGS)

@@ -1,98 +1,292 @@
-"""Dense ViT vs ClustViT latency on this CPU, batch 1, measured side by side (interleaved).
+"""Model level: dense ViT vs ClustViT, side by side, batch 1, through the runtime engine.
 
-The same randomly initialised model runs the dense path (merge budget 0: the plain ViT + head)
-and the ClustViT path with a budget cap that merges a fixed share of the tokens at block ``ip``.
-Prints a markdown table: GFLOPs (analytic, exact), latency p50/p95 of the model (encoder + head,
-what the GFLOPs count) and of the whole forward (plus the bilinear upsampling of the logits),
-speed-up, GFLOPs ratio and conversion efficiency = speed-up / GFLOPs ratio.
+Every frame goes through ``runtime.engine.Segmenter.run`` -- what the node runs on the robot -- on
+one synthetic robot scene. Each model runs the dense path (merge budget 0: the plain ViT + head, the
+Cluster module skipped) and ClustViT with a merge count forced by a large ``merge_bias`` (every
+token wants to merge) and capped by the budget: budget b merges exactly floor(b * P) of the P patch
+tokens at block ``ip``. The trained default model also runs its own decision (budget 1, bias 0).
+Settings are interleaved -- every iteration runs each setting once, in a rotating order -- so a load
+drift hits all of them alike.
 
-    .venv/bin/python benchmarks/bench_model.py --iters 20
+Reported per setting: analytic GFLOPs; latency p50/p95 of the model (encoder + head,
+``Result.inference_ms``: what the GFLOPs count) and end to end (the whole ``run``: preprocessing,
+model, bilinear upsampling + argmax to the image size and the copy to the host, what the node
+pays); speed-up = dense p50 / ClustViT p50; GFLOPs ratio = dense / ClustViT GFLOPs; conversion
+efficiency = speed-up / GFLOPs ratio (1.0: every saved FLOP saves its share of time).
+
+    .venv/bin/python benchmarks/bench_model.py                       # ViT-T/S/B 512 + default model
+    .venv/bin/python benchmarks/bench_model.py --variants tiny --size 128 --iters 2 --no-default
+    .venv/bin/python benchmarks/bench_model.py --doc docs/BENCHMARKS.md   # also update the doc
+
+On a machine with CUDA the same settings also run on the GPU in fp32, fp16 and bf16 (stage times
+from CUDA events, see runtime/timing.py) and get their own table.
 """
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
+import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from clustvit_ros.model import (  # noqa: E402
-    ClustViT, ClustViTConfig, MergeBudget, dense_gflops,
-    frame_gflops)
+import report  # noqa: E402
+from clustvit_ros.data.synthetic import render_scene  # noqa: E402
+from clustvit_ros.model import ClustViT, ClustViTConfig, MergeBudget, save_checkpoint  # noqa: E402
+from clustvit_ros.runtime.engine import Segmenter  # noqa: E402
+from clustvit_ros.runtime.packaged import default_checkpoint  # noqa: E402
+
+SECTION = "model"
+LABELS = {"tiny": "ViT-T", "small": "ViT-S", "base": "ViT-B", "large": "ViT-L"}
+TARGET_EFFICIENCY = 0.9
 
 
-def percentile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+@dataclass
+class Setting:
+    label: str
+    budget: MergeBudget
+    e2e_ms: list[float] = field(default_factory=list)
+    model_ms: list[float] = field(default_factory=list)
+    pre_ms: list[float] = field(default_factory=list)
+    post_ms: list[float] = field(default_factory=list)
+    gflops: float = float("nan")
+    kept: int = 0
+    patches: int = 0
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", default="small")
-    parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--classes", type=int, default=150)
-    parser.add_argument("--k", type=int, default=3)
-    parser.add_argument("--ip", type=int, default=3)
-    parser.add_argument("--budget", type=float, default=0.5,
-                        help="merge cap; random weights merge ~3/4 of the tokens uncapped")
-    parser.add_argument("--bias", type=float, default=0.0)
-    parser.add_argument("--iters", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
-    args = parser.parse_args()
+@dataclass
+class ModelRun:
+    name: str
+    size: tuple[int, int]
+    device: str
+    dtype: str
+    machine: str
+    settings: list[Setting]
+    trained: bool
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--variants", nargs="*", default=["tiny", "small", "base"], choices=list(LABELS))
+    p.add_argument("--size", type=int, default=512, help="input side of the variants (default 512)")
+    p.add_argument("--classes", type=int, default=150, help="classes of the variants (ADE20K: 150)")
+    p.add_argument("--head", default="mask", choices=["mask", "linear"])
+    p.add_argument("--budgets", type=float, nargs="+", default=[0.25, 0.5, 0.75],
+                   help="forced merge shares (default 0.25 0.5 0.75)")
+    p.add_argument("--bias", type=float, default=100.0, help="merge_bias that makes every token merge")
+    p.add_argument("--iters", type=int, default=20, help="timed iterations per setting (default 20)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed iterations per setting (default 3)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--cpu-dtypes", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
+    p.add_argument("--cuda-dtypes", nargs="+", default=["fp32", "fp16", "bf16"],
+                   choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--no-cuda", action="store_true", help="skip the GPU even when there is one")
+    p.add_argument("--default-model", type=Path, help="default: the packaged clustvit_default model")
+    p.add_argument("--no-default", action="store_true", help="skip the default model")
+    p.add_argument("--doc", type=Path, help="update this markdown file's model section (+ PNG beside it)")
+    return p.parse_args(argv)
+
+
+def scene(size: tuple[int, int]) -> np.ndarray:
+    rgb, _ = render_scene(np.random.default_rng(0), size)
+    return np.ascontiguousarray(rgb)
+
+
+def measure(seg: Segmenter, rgb: np.ndarray, settings: list[Setting], warmup: int, iters: int) -> None:
+    """Run every setting warmup + iters times, interleaved in a rotating order."""
+    n = len(settings)
+    for i in range(warmup + iters):
+        for s in settings[i % n:] + settings[:i % n]:
+            t0 = time.perf_counter()
+            r = seg.run(rgb, s.budget)
+            wall = (time.perf_counter() - t0) * 1e3
+            if i < warmup:
+                continue
+            s.e2e_ms.append(wall)
+            s.model_ms.append(r.inference_ms)
+            s.pre_ms.append(r.preprocess_ms)
+            s.post_ms.append(r.postprocess_ms)
+            s.gflops, s.kept, s.patches = r.gflops, r.stats.kept_tokens[0], r.stats.patch_tokens
+
+
+def settings_for(budgets: list[float], bias: float, trained: bool) -> list[Setting]:
+    out = [Setting("dense ViT (budget 0)", MergeBudget(0.0))]
+    if trained:
+        out.append(Setting("ClustViT, own decision (budget 1)", MergeBudget(1.0)))
+    out += [Setting(f"ClustViT, {b:.0%} merged", MergeBudget(b, bias)) for b in budgets]
+    return out
+
+
+def run_model(name: str, checkpoint: Path, size: tuple[int, int], device: str, dtype: str,
+              args, trained: bool) -> ModelRun:
+    seg = Segmenter(checkpoint, device=device, dtype=dtype, input_size=size, resize="fixed")
+    for w in seg.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    rgb = scene(size)
+    settings = settings_for(args.budgets, args.bias, trained)
+    line = report.machine(str(seg.device), dtype)
+    t0 = time.monotonic()
+    measure(seg, rgb, settings, args.warmup if seg.device.type == "cpu" else max(args.warmup, 5), args.iters)
+    print(f"  {name} {size[0]}x{size[1]} {seg.device} {dtype}: {time.monotonic() - t0:.0f} s", file=sys.stderr)
+    del seg
+    return ModelRun(name, size, device, dtype, line, settings, trained)
+
+
+def rows_of(run: ModelRun) -> list[list[str]]:
+    dense = run.settings[0]
+    d_model, d_e2e = report.p50(dense.model_ms), report.p50(dense.e2e_ms)
+    rows = []
+    for s in run.settings:
+        ratio = dense.gflops / s.gflops
+        su_m, su_e = d_model / report.p50(s.model_ms), d_e2e / report.p50(s.e2e_ms)
+        rows.append([f"{run.name} {run.size[0]}×{run.size[1]}", s.label, f"{s.patches - s.kept} / {s.patches}",
+                     f"{s.gflops:.2f}", f"{ratio:.2f}×",
+                     f"{report.fmt(report.p50(s.model_ms))} / {report.fmt(report.p95(s.model_ms))}",
+                     f"{su_m:.2f}×", f"**{su_m / ratio:.2f}**",
+                     f"{report.fmt(report.p50(s.e2e_ms))} / {report.fmt(report.p95(s.e2e_ms))}",
+                     f"{su_e:.2f}×", f"{su_e / ratio:.2f}",
+                     f"{report.fmt(report.p50(s.pre_ms))} / {report.fmt(report.p50(s.post_ms))}"])
+    return rows
+
+
+HEADER = ["model", "path", "merged / patch tokens", "GFLOPs", "GFLOPs ratio", "model p50 / p95 ms",
+          "model speed-up", "model efficiency", "end-to-end p50 / p95 ms", "e2e speed-up",
+          "e2e efficiency", "pre / post p50 ms"]
+
+
+def efficiencies(run: ModelRun) -> list[float]:
+    """Model-scope conversion efficiency of each forced-merge setting."""
+    dense = run.settings[0]
+    d_model = report.p50(dense.model_ms)
+    return [(d_model / report.p50(s.model_ms)) / (dense.gflops / s.gflops)
+            for s in run.settings[1:] if "own decision" not in s.label]
+
+
+def plot(runs: list[ModelRun], path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
+    top = 1.0
+    for ax, scope in zip(axes, ("model", "e2e")):
+        for i, run in enumerate(runs):
+            dense = run.settings[0]
+            key = (lambda s: s.model_ms) if scope == "model" else (lambda s: s.e2e_ms)
+            d = report.p50(key(dense))
+            xs = [dense.gflops / s.gflops for s in run.settings]
+            ys = [d / report.p50(key(s)) for s in run.settings]
+            order = np.argsort(xs)
+            label = f"{run.name} {run.size[0]}²" + ("" if run.dtype == "fp32" else f" {run.dtype}")
+            ax.plot(np.array(xs)[order], np.array(ys)[order], "o-", color=f"C{i}", label=label)
+            top = max(top, *xs, *ys)
+        ax.set_title("model (encoder + head)" if scope == "model" else "end to end (engine run)")
+        ax.set_xlabel("GFLOPs ratio dense / ClustViT")
+        ax.grid(alpha=0.3)
+    for ax in axes:
+        line = np.linspace(1, top * 1.05, 10)
+        ax.plot(line, line, ":", color="grey", label="efficiency 1.0")
+        ax.plot(line, TARGET_EFFICIENCY * line, "--", color="grey", lw=0.8, label=f"efficiency {TARGET_EFFICIENCY}")
+        ax.set_xlim(0.9, top * 1.05)
+        ax.set_ylim(0.5, top * 1.05)
+    axes[0].set_ylabel("speed-up (dense p50 / ClustViT p50)")
+    axes[1].legend(fontsize=8, loc="upper left")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def section(groups: dict[tuple[str, str], list[ModelRun]], pngs: dict[tuple[str, str], str],
+            args, missing_default: str | None) -> str:
+    out = ["## Model level: dense ViT vs ClustViT (`benchmarks/bench_model.py`)", "",
+           f"Measured {report.stamp()} with `{report.command_line()}`. Path: the runtime engine "
+           "(`Segmenter.run`, what the node runs), one synthetic robot scene, batch 1. "
+           f"ViT-T/S/B: random weights, {args.classes} classes, {args.head} head, k=3, ip=3; merging "
+           f"is forced with merge_bias {args.bias:g} so the budget cap sets how many of the P patch "
+           "tokens merge at block ip. The trained default model also runs its own decision. "
+           f"Settings interleaved (rotating order), {args.warmup} warm-up + {args.iters} timed "
+           "iterations each. *model* = encoder + head (`Result.inference_ms`, what the GFLOPs count); "
+           "*end-to-end* = the whole `run` (preprocess, model, upsample + argmax to the image, copy "
+           "to the host): what the node pays. Efficiency = speed-up ÷ GFLOPs ratio.", ""]
+    if missing_default:
+        out += [f"Default model: **missing** ({missing_default}); only the ViT variants ran.", ""]
+    elif args.default_model:
+        out += [f"Default model: `{args.default_model}`.", ""]
+    for (device, dtype), runs in groups.items():
+        out += [f"### {'CPU' if device == 'cpu' else 'CUDA'} {dtype}", "", runs[0].machine, "",
+                report.table(HEADER, [r for run in runs for r in rows_of(run)]), ""]
+        if (device, dtype) in pngs:
+            out += [f"![speed-up against GFLOPs ratio, {device} {dtype}]({pngs[device, dtype]})", ""]
+    cpu = groups.get(("cpu", "fp32"), [])
+    target_rows = []
+    for run in cpu:
+        if run.trained:
+            continue
+        eff = efficiencies(run)
+        target_rows.append([f"{run.name} {run.size[0]}×{run.size[1]}",
+                            ", ".join(f"{e:.2f}" for e in eff), f"{min(eff):.2f}",
+                            report.verdict(min(eff) >= TARGET_EFFICIENCY)])
+    if target_rows:
+        out += ["### Target: conversion efficiency ≥ 0.9 on CPU (model scope, every forced budget)", "",
+                report.table(["model", "efficiency per budget (" + ", ".join(f"{b:.0%}" for b in args.budgets)
+                              + " merged)", "lowest", "target"], target_rows), ""]
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    devices = [("cpu", d) for d in args.cpu_dtypes]
+    if torch.cuda.is_available() and not args.no_cuda:
+        devices += [("cuda", d) for d in args.cuda_dtypes]
+    default = args.default_model or default_checkpoint(Path(sys.prefix) / "share" / "clustvit_ros")
+    missing = None
+    if args.no_default:
+        default = None
+    elif not Path(default).is_file():
+        missing, default = f"`{default}` does not exist yet", None
+        print(f"note: default model {missing}", file=sys.stderr)
 
-    torch.manual_seed(0)
-    cfg = ClustViTConfig.from_variant(args.variant, num_classes=args.classes, k=args.k, ip=args.ip)
-    model = ClustViT(cfg).eval()
-    x = torch.randn(1, 3, args.size, args.size)
-    budgets = {"dense ViT (budget 0)": MergeBudget(0.0),
-               f"ClustViT (budget {args.budget:g}, bias {args.bias:g})":
-                   MergeBudget(args.budget, args.bias)}
+    groups: dict[tuple[str, str], list[ModelRun]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench_model_") as tmp:
+        checkpoints = []
+        for variant in args.variants:
+            torch.manual_seed(0)
+            cfg = ClustViTConfig.from_variant(variant, num_classes=args.classes, head=args.head,
+                                              img_size=(args.size, args.size), drop_path=0.0)
+            path = Path(tmp) / f"{variant}.safetensors"
+            save_checkpoint(ClustViT(cfg).eval(), path)
+            checkpoints.append((LABELS[variant], path, (args.size, args.size), False))
+        if default:
+            from clustvit_ros.model.checkpoints import read_metadata
+            cfg, _ = read_metadata(default)
+            checkpoints.append((f"default model ({cfg.embed_dim}d × {cfg.depth}, {cfg.num_classes} classes)",
+                                Path(default), tuple(cfg.img_size), True))
+        for device, dtype in devices:
+            for name, path, size, trained in checkpoints:
+                groups.setdefault((device, dtype), []).append(
+                    run_model(name, path, size, device, dtype, args, trained))
 
-    def model_only(budget: MergeBudget):
-        feats = model.forward_features(x, budget)
-        model.forward_head(feats.tokens, feats.grid)
-        return feats
-
-    scopes = {"model": model_only, "end-to-end": lambda b: model(x, b)}
-    times: dict[tuple[str, str], list[float]] = {(n, s): [] for s in scopes for n in budgets}
-    stats = {}
-    with torch.inference_mode():
-        for i in range(args.warmup + args.iters):
-            for (name, scope), samples in times.items():  # interleaved: load hits all alike
-                t0 = time.perf_counter()
-                out = scopes[scope](budgets[name])
-                elapsed = time.perf_counter() - t0
-                if i >= args.warmup:
-                    samples.append(elapsed * 1e3)
-                stats[name] = out.stats
-
-    hw = (args.size, args.size)
-    dense_gf = dense_gflops(cfg, hw)
-    print(f"ViT-{args.variant} + mask head, {args.size}x{args.size}, {args.classes} classes, "
-          f"k={args.k}, ip={args.ip}, batch 1, CPU ({torch.get_num_threads()} threads), "
-          f"torch {torch.__version__}, {args.iters} timed iterations each. 'model' = encoder + "
-          f"head (what the GFLOPs count); 'end-to-end' adds the bilinear upsampling of the "
-          f"logits to {args.size}x{args.size}.\n")
-    print("| scope | path | kept / patch tokens | GFLOPs | p50 ms | p95 ms | speed-up "
-          "| GFLOPs ratio | efficiency |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for scope in scopes:
-        dense_p50 = statistics.median(times[next(iter(budgets)), scope])
-        for name in budgets:
-            s, samples = stats[name], times[name, scope]
-            gf = frame_gflops(cfg, s, hw)
-            p50, p95 = statistics.median(samples), percentile(samples, 95)
-            speedup, ratio = dense_p50 / p50, dense_gf / gf
-            print(f"| {scope} | {name} | {s.kept_tokens[0]} / {s.patch_tokens} | {gf:.2f} | "
-                  f"{p50:.1f} | {p95:.1f} | {speedup:.2f}x | {ratio:.2f}x | "
-                  f"{speedup / ratio:.2f} |")
+    pngs = {}
+    if args.doc:
+        for (device, dtype), runs in groups.items():
+            name = f"bench_model_{device}_{dtype}.png"
+            plot(runs, args.doc.parent / name, f"ClustViT vs dense ViT, {device} {dtype}, batch 1")
+            pngs[device, dtype] = name
+    body = report.warn_if_busy(section(groups, pngs, args, missing))
+    print(body)
+    if args.doc:
+        report.update_section(SECTION, body, args.doc)
+        print(f"updated {args.doc} (section '{SECTION}')", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
