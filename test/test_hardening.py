@@ -227,7 +227,7 @@ def test_out_of_memory_during_inference_skips_the_frame_and_recovers(checkpoint)
 def test_signal_in_the_middle_of_inference_exits_cleanly(tmp_path, sig):
     slow = make_checkpoint(tmp_path / "slow.safetensors", embed_dim=192, depth=6, num_heads=3,
                            mlp_hidden=768, cluster_hidden=192)
-    with running_node(f"checkpoint:={slow}", "input_size:=[256,256]", "merge_budget:=0.0",
+    with running_node(f"checkpoint:={slow}", "input_size:=[512,512]", "merge_budget:=0.0",
                       tag="midinf") as (proc, h):
         image = rgb_image(240, 320)
         h.output_for("stats", (600, 0), republish=lambda: h.publish(image, (600, 0)))
