@@ -90,16 +90,22 @@ def _diag_int(h: Harness, key: str) -> int:
 def test_fuzzed_images_are_each_counted_and_the_node_keeps_working(checkpoint, kind, count):
     compressed = kind == "compressed"
     with running_node(f"checkpoint:={checkpoint}", f"compressed:={str(compressed).lower()}",
-                      "qos_reliability:=reliable", "diagnostics_period:=0.2", tag=f"fuzz{kind}") as (proc, h):
+                      "qos_reliability:=reliable", "qos_depth:=100", "diagnostics_period:=0.2",
+                      tag=f"fuzz{kind}", publisher_depth=count) as (proc, h):
         rng = np.random.default_rng(1234)
         messages = (_malformed_compressed if compressed else _malformed_images)(rng, count)
         for i, msg in enumerate(messages):
             h.publish(msg, (100, i))
             time.sleep(0.002)
-        # Every message that reached the node is either an input error or was replaced unseen.
+        # Reliable with deep queues on both sides: every message reaches the node, and each one is either counted
+        # as an input error or as replaced in the newest-frame slot before it was looked at.
         accounted = lambda: _diag_int(h, "input_errors") + _diag_int(h, "frames_dropped")  # noqa: E731
-        h.wait_for(lambda: accounted() >= 0.9 * count and accounted() == _diag_int(h, "frames_received"),
-                   30, f"{count} malformed images accounted for in /diagnostics")
+        figures = lambda: {k: _diag_int(h, k) for k in  # noqa: E731
+                           ("frames_received", "input_errors", "frames_dropped", "processing_errors")}
+        try:
+            h.wait_for(lambda: _diag_int(h, "frames_received") == count and accounted() == count, 60)
+        except AssertionError:
+            raise AssertionError(f"{count} malformed images sent, /diagnostics says {figures()}") from None
         assert _diag_int(h, "input_errors") >= 0.8 * count
         assert _diag_int(h, "processing_errors") == 0 and proc.poll() is None
         good = rgb8_to_compressed(np.zeros((40, 60, 3), np.uint8)) if compressed else rgb_image(40, 60)

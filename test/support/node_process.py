@@ -31,13 +31,14 @@ def unique_namespace(tag: str) -> str:
 
 
 @contextlib.contextmanager
-def running_node(*params: str, tag: str = "t", outputs=("mask", "stats"), ready_timeout: float = 90.0):
+def running_node(*params: str, tag: str = "t", outputs=("mask", "stats"), ready_timeout: float = 90.0,
+                 publisher_depth: int = 10):
     """A started node plus a Harness talking to it; yields (process, harness); stops both after."""
     namespace = unique_namespace(tag)
     proc = start_node(namespace, *params)
     context = Context()
     rclpy.init(context=context)
-    harness = Harness(context, f"{namespace}/clustvit", outputs=outputs)
+    harness = Harness(context, f"{namespace}/clustvit", outputs=outputs, publisher_depth=publisher_depth)
     try:
         try:
             harness.wait_for(lambda: proc.poll() is not None or harness.params.wait_for_services(0.5),

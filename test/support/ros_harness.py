@@ -26,7 +26,8 @@ OUTPUTS = {"mask": Image, "mask_color": Image, "overlay": Image, "stats": FrameS
 class Harness:
     """Talks to one clustvit node `node_fqn` (e.g. /t123/clustvit) from the test process."""
 
-    def __init__(self, context, node_fqn: str, outputs=("mask", "stats"), image_topic: str | None = None):
+    def __init__(self, context, node_fqn: str, outputs=("mask", "stats"), image_topic: str | None = None,
+                 publisher_depth: int = 10):
         self.node = rclpy.create_node(f"harness_{abs(hash(node_fqn)) % 10**6}", context=context)
         self.fqn = node_fqn
         ns = node_fqn.rsplit("/", 1)[0]
@@ -35,7 +36,7 @@ class Harness:
         for name in outputs:
             self.node.create_subscription(OUTPUTS[name], f"{node_fqn}/{name}", self._collector(name), 10)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._collector("diagnostics"), 10)
-        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        reliable = QoSProfile(depth=publisher_depth, reliability=ReliabilityPolicy.RELIABLE)
         self.image_pub = self.node.create_publisher(Image, image_topic or f"{ns}/image", reliable)
         self.compressed_pub = self.node.create_publisher(CompressedImage, f"{ns}/image/compressed", reliable)
         self.params = AsyncParameterClient(self.node, node_fqn)
