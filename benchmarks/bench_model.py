@@ -281,10 +281,7 @@ def main(argv=None) -> int:
             plot(runs, args.doc.parent / name, f"ClustViT vs dense ViT, {device} {dtype}, batch 1")
             pngs[device, dtype] = name
     body = report.warn_if_busy(section(groups, pngs, args, missing))
-    print(body)
-    if args.doc:
-        report.update_section(SECTION, body, args.doc)
-        print(f"updated {args.doc} (section '{SECTION}')", file=sys.stderr)
+    report.publish(SECTION, body, args.doc)
     return 0
 
 

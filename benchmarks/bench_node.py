@@ -408,10 +408,7 @@ def main(argv=None) -> int:
         png = "bench_node.png"
         plot(results, args.doc.parent / png)
     body = report.warn_if_busy(section(results, described, notes, args, machine, png))
-    print(body)
-    if args.doc:
-        report.update_section(SECTION, body, args.doc)
-        print(f"updated {args.doc} (section '{SECTION}')", file=sys.stderr)
+    report.publish(SECTION, body, args.doc)
     return 1 if any(r.error for r in results) else 0
 
 

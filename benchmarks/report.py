@@ -167,6 +167,14 @@ def update_section(name: str, body: str, doc: Path = DOC) -> None:
     os.replace(tmp, doc)
 
 
+def publish(name: str, body: str, doc: Path | None) -> None:
+    """Print a section and, when `doc` is given, replace that section of the document with it."""
+    print(body)
+    if doc:
+        update_section(name, body, doc)
+        print(f"updated {doc} (section '{name}')", file=sys.stderr)
+
+
 def command_line() -> str:
     """How this benchmark was invoked, relative to the repository root."""
     script = Path(sys.argv[0]).resolve()

@@ -267,10 +267,7 @@ def main(argv=None) -> int:
         png = "soak.png"
         plot(result, args.doc.parent / png, args)
     body = report.warn_if_busy(section(result, args, machine, model, png))
-    print(body)
-    if args.doc:
-        report.update_section(SECTION, body, args.doc)
-        print(f"updated {args.doc} (section '{SECTION}')", file=sys.stderr)
+    report.publish(SECTION, body, args.doc)
     return 0
 
 
