@@ -118,8 +118,8 @@ class ClustViTNode(Node):
         s = self._settings
         extra = {"device": str(self.engine.device), "dtype": str(self.engine.dtype).removeprefix("torch."),
                  "model": self._model_info, "enabled": str(s.enabled),
-                 "merge_budget": f"{s.merge_budget:g}", "merge_bias": f"{s.merge_bias:g}"}
-        extra["frames_received"] = str(self._slot.received)
+                 "merge_budget": f"{s.merge_budget:g}", "merge_bias": f"{s.merge_bias:g}",
+                 "frames_received": str(self._slot.received)}
         status = self._diag.status(self._diag_period, self._slot.dropped, extra)
         status.name = f"{self.get_fully_qualified_name()}: segmentation"
         status.hardware_id = str(self.engine.device)
