@@ -39,6 +39,7 @@ import report  # noqa: E402
 from clustvit_ros.data.synthetic import render_scene  # noqa: E402
 from clustvit_ros.model import ClustViT, ClustViTConfig, MergeBudget, save_checkpoint  # noqa: E402
 from clustvit_ros.runtime.engine import Segmenter  # noqa: E402
+from clustvit_ros.runtime.label_map import upsample_argmax, winnable_classes  # noqa: E402
 from clustvit_ros.runtime.packaged import default_checkpoint  # noqa: E402
 
 SECTION = "model"
@@ -60,6 +61,17 @@ class Setting:
 
 
 @dataclass
+class LabelMapTiming:
+    """Upsample + argmax of one frame's patch logits: every class vs winnable classes only."""
+
+    classes: int
+    kept: int
+    identical: bool
+    all_ms: list[float] = field(default_factory=list)
+    pruned_ms: list[float] = field(default_factory=list)
+
+
+@dataclass
 class ModelRun:
     name: str
     size: tuple[int, int]
@@ -68,6 +80,7 @@ class ModelRun:
     machine: str
     settings: list[Setting]
     trained: bool
+    label_map: LabelMapTiming
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -114,6 +127,25 @@ def measure(seg: Segmenter, rgb: np.ndarray, settings: list[Setting], warmup: in
             s.gflops, s.kept, s.patches = r.gflops, r.stats.kept_tokens[0], r.stats.patch_tokens
 
 
+@torch.inference_mode()
+def measure_label_map(seg: Segmenter, rgb: np.ndarray, iters: int) -> LabelMapTiming:
+    """Time the engine's label-map step with and without class pruning, interleaved, on the
+    dense path's logits for this scene (merging changes the logits little, the step not at all)."""
+    x = seg.model.pad_to_patches(seg._preprocess(rgb, rgb.shape[:2]))
+    feats = seg.model.forward_features(x, MergeBudget(0.0))
+    logits = seg.model.forward_head(feats.tokens, feats.grid)
+    hw = tuple(x.shape[-2:])
+    full = upsample_argmax(logits, hw, hw, hw, prune_from=None)
+    timing = LabelMapTiming(classes=logits.shape[1], kept=len(winnable_classes(logits, window=2)),
+                            identical=torch.equal(full, upsample_argmax(logits, hw, hw, hw, prune_from=2)))
+    for _ in range(iters):
+        for prune_from, into in ((None, timing.all_ms), (2, timing.pruned_ms)):
+            t0 = time.perf_counter()
+            upsample_argmax(logits, hw, hw, hw, prune_from=prune_from).cpu()
+            into.append((time.perf_counter() - t0) * 1e3)
+    return timing
+
+
 def settings_for(budgets: list[float], bias: float, trained: bool) -> list[Setting]:
     out = [Setting("dense ViT (budget 0)", MergeBudget(0.0))]
     if trained:
@@ -132,9 +164,10 @@ def run_model(name: str, checkpoint: Path, size: tuple[int, int], device: str, d
     line = report.machine(str(seg.device), dtype)
     t0 = time.monotonic()
     measure(seg, rgb, settings, args.warmup if seg.device.type == "cpu" else max(args.warmup, 5), args.iters)
+    label_map = measure_label_map(seg, rgb, args.iters)
     print(f"  {name} {size[0]}x{size[1]} {seg.device} {dtype}: {time.monotonic() - t0:.0f} s", file=sys.stderr)
     del seg
-    return ModelRun(name, size, device, dtype, line, settings, trained)
+    return ModelRun(name, size, device, dtype, line, settings, trained, label_map)
 
 
 def rows_of(run: ModelRun) -> list[list[str]]:
@@ -223,6 +256,20 @@ def section(groups: dict[tuple[str, str], list[ModelRun]], pngs: dict[tuple[str,
                 report.table(HEADER, [r for run in runs for r in rows_of(run)]), ""]
         if (device, dtype) in pngs:
             out += [f"![speed-up against GFLOPs ratio, {device} {dtype}]({pngs[device, dtype]})", ""]
+    lm_rows = [[f"{run.name} {run.size[0]}×{run.size[1]}", f"{'CPU' if run.device == 'cpu' else 'CUDA'} {run.dtype}",
+                f"{run.label_map.kept} / {run.label_map.classes}",
+                f"{report.fmt(report.p50(run.label_map.all_ms))}", f"{report.fmt(report.p50(run.label_map.pruned_ms))}",
+                f"{report.p50(run.label_map.all_ms) / report.p50(run.label_map.pruned_ms):.1f}×",
+                "identical" if run.label_map.identical else "**differ**"]
+               for runs in groups.values() for run in runs]
+    out += ["### Label map: every class vs winnable classes only (the engine's `post` step)", "",
+            "The step after the model: bilinear upsample of the patch logits to the image + argmax. "
+            "Classes that cannot win any pixel are dropped first (`runtime/label_map.py`, exact; the "
+            "engine does it from 17 classes on, forced here for every model). "
+            "Before = every class upsampled (what the engine did until 2026-11-24), after = what it "
+            f"does now; the dense path's logits of the same scene, interleaved, {args.iters} runs each, p50.", "",
+            report.table(["model", "device", "classes kept", "before: every class ms", "after: pruned ms",
+                          "speed-up", "labels"], lm_rows), ""]
     cpu = groups.get(("cpu", "fp32"), [])
     target_rows = []
     for run in cpu:

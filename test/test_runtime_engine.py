@@ -115,24 +115,6 @@ def test_colorize_and_blend():
     np.testing.assert_array_equal(blend(image, colour, 0.5)[0, 1], [178, 50, 50])
 
 
-@pytest.mark.parametrize("padded, model, image", [((64, 64), (64, 64), (48, 80)),
-                                                  ((48, 64), (37, 61), (37, 61)),
-                                                  ((48, 64), (37, 61), (90, 120))])
-def test_chunked_upsample_argmax_equals_the_full_argmax(padded, model, image):
-    import torch.nn.functional as F
-
-    from clustvit_ros.runtime.engine import upsample_argmax
-
-    torch.manual_seed(0)
-    logits = torch.randn(1, 150, padded[0] // 16, padded[1] // 16)
-    full = F.interpolate(logits, size=padded, mode="bilinear", align_corners=False)[..., :model[0], :model[1]]
-    if model != image:
-        full = F.interpolate(full, size=image, mode="bilinear", align_corners=False)
-    expected = full.argmax(1)[0].to(torch.uint8)
-    assert torch.equal(upsample_argmax(logits, padded, model, image, max_elements=7 * image[0] * image[1]),
-                       expected)
-
-
 def test_engine_labels_equal_the_model_forward(engine):
     """The engine's single upsample gives the model's own segmentation at the model's input size."""
     image = _image(64, 64, seed=9)

@@ -17,6 +17,7 @@ from ..model.checkpoints import load_checkpoint
 from ..model.flops import dense_gflops, frame_gflops
 from ..model.segmentor import TokenStats
 from .device import resolve_device, resolve_dtype
+from .label_map import upsample_argmax
 from .labels import load_labels
 from .timing import StageClock
 
@@ -117,36 +118,6 @@ class Segmenter:
         if tuple(x.shape[-2:]) != size:
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         return ((x - self._mean) / self._std).to(self.dtype)
-
-
-def upsample_argmax(patch_logits: torch.Tensor, padded_hw: tuple[int, int], model_hw: tuple[int, int],
-                    image_hw: tuple[int, int], max_elements: int = 1 << 24) -> torch.Tensor:
-    """Class ids (H, W) uint8 at the image's resolution from (1, C, h, w) patch-level logits.
-
-    The logits are upsampled bilinearly to the padded model input, cropped to the unpadded part and
-    resized to the image (one interpolation when no padding or resize is involved). Bilinear
-    interpolation acts on each class separately, so the classes are processed in chunks of at most
-    `max_elements` output values with a running max: the same labels as a full argmax, without
-    allocating C x H x W at once (150 classes at 720p would be 550 MB in fp32).
-    """
-    def up(chunk: torch.Tensor) -> torch.Tensor:
-        if padded_hw == model_hw:
-            return F.interpolate(chunk, size=image_hw, mode="bilinear", align_corners=False)
-        chunk = F.interpolate(chunk, size=padded_hw, mode="bilinear", align_corners=False)
-        chunk = chunk[..., :model_hw[0], :model_hw[1]]
-        if model_hw == image_hw:
-            return chunk
-        return F.interpolate(chunk, size=image_hw, mode="bilinear", align_corners=False)
-
-    classes = patch_logits.shape[1]
-    step = max(1, max_elements // (image_hw[0] * image_hw[1]))
-    best_value, best = up(patch_logits[:, :step]).max(dim=1)
-    for start in range(step, classes, step):
-        value, index = up(patch_logits[:, start:start + step]).max(dim=1)
-        better = value > best_value  # strict: ties keep the lower class id, as argmax does
-        best_value = torch.where(better, value, best_value)
-        best = torch.where(better, index + start, best)
-    return best[0].to(torch.uint8)
 
 
 def check_resize_policy(resize: str) -> None:

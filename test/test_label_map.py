@@ -1,0 +1,105 @@
+"""Patch logits -> label map: class pruning and chunking must give exactly the full argmax."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from clustvit_ros.runtime.label_map import upsample_argmax, winnable_classes
+
+
+def full_scores(logits, padded, model, image):
+    """Every class upsampled at once: (C, H, W) at the image's resolution."""
+    if padded == model:
+        return F.interpolate(logits, size=image, mode="bilinear", align_corners=False)[0]
+    full = F.interpolate(logits, size=padded, mode="bilinear", align_corners=False)[..., :model[0], :model[1]]
+    if model != image:
+        full = F.interpolate(full, size=image, mode="bilinear", align_corners=False)
+    return full[0]
+
+
+def full_argmax(logits, padded, model, image):
+    """The reference: argmax over every class at full resolution."""
+    return full_scores(logits, padded, model, image).argmax(0).to(torch.uint8)
+
+
+def assert_argmax_up_to_rounding(labels, logits, padded, model, image):
+    """Equal to the full argmax, except where two classes tie to within float rounding.
+
+    At an exact tie in real arithmetic the interpolation kernel's rounding (which differs with the
+    number of channels it is given) decides, in the reference as much as in the engine.
+    """
+    scores = full_scores(logits, padded, model, image)
+    reference = scores.argmax(0)
+    differ = labels.long() != reference
+    chosen = scores.gather(0, labels.long()[None])[0]
+    best = scores.gather(0, reference[None])[0]
+    assert torch.all((best - chosen)[differ] <= 1e-5 * (1 + best.abs()[differ])), "a class that loses by more than rounding won"
+
+
+@pytest.mark.parametrize("padded, model, image", [((64, 64), (64, 64), (48, 80)),
+                                                  ((48, 64), (37, 61), (37, 61)),
+                                                  ((48, 64), (37, 61), (90, 120))])
+def test_chunked_upsample_argmax_equals_the_full_argmax(padded, model, image):
+    torch.manual_seed(0)
+    logits = torch.randn(1, 150, padded[0] // 16, padded[1] // 16)
+    assert torch.equal(upsample_argmax(logits, padded, model, image, max_elements=7 * image[0] * image[1]),
+                       full_argmax(logits, padded, model, image))
+
+
+@settings(max_examples=300, deadline=None)
+@given(grid=st.tuples(st.integers(1, 6), st.integers(1, 6)), crop=st.tuples(st.integers(0, 15), st.integers(0, 15)),
+       image=st.tuples(st.integers(1, 70), st.integers(1, 70)), classes=st.integers(2, 40),
+       spread=st.sampled_from([0.0, 0.5, 4.0]), integer=st.booleans(), seed=st.integers(0, 2**31 - 1),
+       chunk=st.integers(1, 9))
+def test_pruned_labels_equal_the_full_argmax(grid, crop, image, classes, spread, integer, seed, chunk):
+    """Scenes where a few classes dominate (pruning bites), near-ties and exact ties (integer logits)."""
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(1, classes, *grid, generator=generator)
+    logits += spread * torch.randn(1, classes, 1, 1, generator=generator)  # some classes far behind
+    if integer:
+        logits = logits.round()  # many exact ties: the lower class id must win, as argmax does
+    padded = (grid[0] * 16, grid[1] * 16)
+    model = (padded[0] - min(crop[0], padded[0] - 1), padded[1] - min(crop[1], padded[1] - 1))
+    if crop == (0, 0):
+        model = padded
+    labels = upsample_argmax(logits, padded, model, image, max_elements=chunk * image[0] * image[1],
+                             prune_from=2)
+    assert_argmax_up_to_rounding(labels, logits, padded, model, image)
+
+
+def test_classes_that_cannot_win_are_pruned_and_a_local_winner_is_kept():
+    logits = torch.zeros(1, 5, 4, 4)
+    logits[0, 0] = 5.0                # wins almost everywhere
+    logits[0, 1] = -3.0               # never close: pruned
+    logits[0, 2, 2, 2] = 9.0          # wins around one cell only: kept
+    logits[0, 3] = 4.0                # second everywhere, never first: pruned
+    logits[0, 4, 0, 0] = 5.0          # ties class 0 at one cell: a tie could matter, kept
+    assert winnable_classes(logits, window=2).tolist() == [0, 2, 4]
+    labels = upsample_argmax(logits, (64, 64), (64, 64), (64, 64), prune_from=2)
+    assert set(labels.unique().tolist()) == {0, 2}
+    assert torch.equal(labels, full_argmax(logits, (64, 64), (64, 64), (64, 64)))
+
+
+def test_a_class_that_wins_only_after_two_resamplings_is_kept():
+    """Pad, crop and resize mixes 3x3 cells: a class behind in every 2x2 block can still win.
+
+    Class 1 is below class 0 on cells 0-1 and below class 2 on cells 1-2, yet a pixel mixed from
+    the crop on both sides of cell 1 takes class 0's and class 2's cliffs and leaves class 1 first.
+    """
+    logits = torch.tensor([[1.0, 1.0, -1e4], [0.0, 0.0, 0.0], [-1e4, 1.0, 1.0]]).view(1, 3, 1, 3)
+    padded, model, image = (16, 48), (16, 33), (1, 9)
+    assert winnable_classes(logits, window=2).tolist() == [0, 2]  # what a 2x2 test would keep
+    labels = upsample_argmax(logits, padded, model, image, prune_from=2)
+    assert labels.tolist() == [[0, 0, 0, 0, 0, 0, 1, 2, 2]]
+    assert torch.equal(labels, full_argmax(logits, padded, model, image))
+
+
+def test_bfloat16_logits_are_pruned_with_a_wider_rounding_margin():
+    torch.manual_seed(1)
+    logits = (torch.randn(1, 60, 8, 8) + 3 * torch.randn(1, 60, 1, 1)).to(torch.bfloat16)
+    labels = upsample_argmax(logits, (128, 128), (128, 128), (96, 160))
+    assert torch.equal(labels, full_argmax(logits, (128, 128), (128, 128), (96, 160)))
+    assert len(winnable_classes(logits, window=2)) < 60
