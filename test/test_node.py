@@ -24,7 +24,7 @@ def checkpoint(tmp_path_factory):
 def node(checkpoint):
     # 128x128 for the model: 64 patch tokens, enough that merging pays for the Cluster module.
     with running_node(f"checkpoint:={checkpoint}", "input_size:=[128,128]", "diagnostics_period:=0.2",
-                      tag="node", outputs=ALL_OUTPUTS) as running:
+                      "threads:=1", tag="node", outputs=ALL_OUTPUTS) as running:
         yield running
 
 
@@ -139,11 +139,12 @@ def test_bad_input_is_counted_and_the_next_good_frame_is_processed(node):
     assert "bad input image" in (h.diagnostics_value("last_error") or "")
 
 
-def test_diagnostics_report_rate_device_and_model(node):
+def test_diagnostics_report_rate_device_threads_and_model(node):
     _, h = node
     _roundtrip(h, rgb_image(32, 32, seed=6), (5000, 0))
     h.wait_for(lambda: h.diagnostics_value("frames_processed") not in (None, "0"), 10, "diagnostics")
     assert h.diagnostics_value("device") == "cpu"
+    assert h.diagnostics_value("threads") == "1"  # the threads parameter took effect
     assert "tiny.safetensors" in h.diagnostics_value("model")
     for key in ("rate_hz", "stamp_age_ms_mean", "frames_dropped", "input_errors"):
         assert h.diagnostics_value(key) is not None, key

@@ -29,6 +29,7 @@ def test_node_answers_then_exits_cleanly_on_signal(checkpoint, sig):
         code, output = processes.stop(proc, sig)
     assert code == 0, output
     assert "Traceback" not in output
+    assert "ready: warm-up frame" in output  # one blank frame ran before the first camera frame
 
 
 @pytest.mark.parametrize("content", [None, b"not a safetensors file"], ids=["missing", "corrupt"])
@@ -44,7 +45,8 @@ def test_missing_or_corrupt_checkpoint_exits_non_zero_naming_the_file(tmp_path, 
     assert "Traceback" not in output
 
 
-@pytest.mark.parametrize("param", ["merge_budget:=2.0", "device:=tpu", "input_size:=[100]", "dtype:=int8"])
+@pytest.mark.parametrize("param", ["merge_budget:=2.0", "device:=tpu", "input_size:=[100]", "dtype:=int8",
+                                   "threads:=-1"])
 def test_invalid_start_up_parameter_exits_non_zero_with_the_reason(checkpoint, param):
     proc = start_node(unique_namespace("badparam"), f"checkpoint:={checkpoint}", param)
     assert processes.wait_exit(proc, 60), "the node kept running with an invalid parameter"

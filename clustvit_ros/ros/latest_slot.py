@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -28,6 +29,9 @@ class LatestSlot(Generic[T]):
                 self.dropped += 1
             self._item = item
             self._cond.notify()
+        # Hand the GIL to the woken consumer now rather than when this thread next blocks (for the
+        # node's executor thread that is its whole wait-set rebuild: 0.4 -> 0.1 ms hand-off).
+        time.sleep(0)
 
     def take(self, timeout: float | None = None) -> T | None:
         """The newest item, waiting up to `timeout` s; None on timeout or once closed."""

@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import rclpy
 import torch
 from ament_index_python.packages import get_package_share_directory
@@ -61,6 +62,7 @@ class ClustViTNode(Node):
         self._max_pixels = p["max_image_pixels"]
         self._diag_period = p["diagnostics_period"]
         self._compressed = p["compressed"]
+        self._threads = p["threads"]
 
         checkpoint = p["checkpoint"] or str(default_checkpoint(*_share_dirs()))
         try:
@@ -117,7 +119,8 @@ class ClustViTNode(Node):
     def _publish_diagnostics(self) -> None:
         s = self._settings
         extra = {"device": str(self.engine.device), "dtype": str(self.engine.dtype).removeprefix("torch."),
-                 "model": self._model_info, "enabled": str(s.enabled),
+                 "model": self._model_info, "threads": str(torch.get_num_threads()),
+                 "enabled": str(s.enabled),
                  "merge_budget": f"{s.merge_budget:g}", "merge_bias": f"{s.merge_bias:g}",
                  "frames_received": str(self._slot.received)}
         status = self._diag.status(self._diag_period, self._slot.dropped, extra)
@@ -130,6 +133,7 @@ class ClustViTNode(Node):
     # Worker thread ---------------------------------------------------------------------------
 
     def _work(self) -> None:
+        self._warm_up()
         while (item := self._slot.take()) is not None:
             settings = self._settings
             if not settings.enabled:
@@ -145,6 +149,27 @@ class ClustViTNode(Node):
                 if self._closing:
                     return
                 self._report("processing", f"processing failed: {type(exc).__name__}: {exc}")
+
+    def _warm_up(self) -> None:
+        """Set the thread count and run one blank frame here, before the first camera frame.
+
+        The first frame pays for allocations and kernel selection. Running it on this thread also
+        makes it the first to use torch's thread pool, which other threads then share at half speed
+        (measured, docs/BENCHMARKS.md), so nothing else in this process should run torch.
+        """
+        if self._threads:
+            torch.set_num_threads(self._threads)
+        s = self._settings
+        start = time.monotonic()
+        try:
+            blank = np.zeros((*self.engine.input_size, 3), np.uint8)
+            self.engine.run(blank, MergeBudget(s.merge_budget, s.merge_bias))
+        except Exception as exc:  # e.g. out of GPU memory: say so, frames will report their own errors
+            self.engine.release_cached_memory()
+            self.get_logger().warning(f"warm-up frame failed: {type(exc).__name__}: {exc}")
+            return
+        self.get_logger().info(f"ready: warm-up frame {(time.monotonic() - start) * 1e3:.0f} ms, "
+                               f"{torch.get_num_threads()} inference threads")
 
     def _process(self, msg: Image | CompressedImage, received: float, settings: LiveSettings) -> None:
         start = time.monotonic()
