@@ -91,6 +91,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=15.0, help="seconds measured per cell (default 15)")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds after the first frame, not measured")
     p.add_argument("--merge-budget", type=float, default=1.0, help="node merge_budget (default 1)")
+    p.add_argument("--threads", type=int, default=0, help="node threads parameter (default 0: torch's default)")
     p.add_argument("--doc", type=Path, help="update this markdown file's node section (+ PNG beside it)")
     p.add_argument("--logs", type=Path, help="folder for the node processes' output (default: temporary)")
     return p.parse_args(argv)
@@ -115,7 +116,7 @@ def resolve_models(names: list[str], tmp: Path, default: Path | None) -> tuple[l
     return models, notes
 
 
-def engine_alone(cell: Cell, merge_budget: float, iters: int = 20) -> list[float]:
+def engine_alone(cell: Cell, merge_budget: float, threads: int, iters: int = 20) -> list[float]:
     """The same engine on the same frames, back to back, in a fresh process's main thread, no ROS.
 
     A process of its own: torch must not run on this process's main thread before the node's worker
@@ -124,18 +125,23 @@ def engine_alone(cell: Cell, merge_budget: float, iters: int = 20) -> list[float
     """
     code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import bench_node; "
             "print(json.dumps(bench_node.engine_alone_here(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), "
-            "float(sys.argv[5]), int(sys.argv[6]))))")
+            "float(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]))))")
     out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).resolve().parent), str(cell.checkpoint),
-                          str(cell.width), str(cell.height), str(merge_budget), str(iters)],
+                          str(cell.width), str(cell.height), str(merge_budget), str(threads), str(iters)],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def engine_alone_here(checkpoint: str, width: int, height: int, merge_budget: float, iters: int) -> list[float]:
+def engine_alone_here(checkpoint: str, width: int, height: int, merge_budget: float, threads: int,
+                      iters: int) -> list[float]:
+    import torch
+
     from clustvit_ros.model import MergeBudget
     from clustvit_ros.ros.image_codec import to_rgb8
     from clustvit_ros.runtime.engine import Segmenter
 
+    if threads:
+        torch.set_num_threads(threads)
     seg = Segmenter(checkpoint)
     rgbs = [to_rgb8(f) for f in rosbench.camera_frames(width, height)]
     budget = MergeBudget(merge_budget)
@@ -150,10 +156,10 @@ def engine_alone_here(checkpoint: str, width: int, height: int, merge_budget: fl
 def run_cell(cell: Cell, args, logs: Path) -> CellResult:
     result = CellResult(cell)
     frames = rosbench.camera_frames(cell.width, cell.height)
-    result.engine_alone = engine_alone(cell, args.merge_budget)
+    result.engine_alone = engine_alone(cell, args.merge_budget, args.threads)
     ns = rosbench.unique_namespace(f"{cell.topology}p")
     fqn = f"{ns}/clustvit"
-    params = {"checkpoint": str(cell.checkpoint), "merge_budget": float(args.merge_budget)}
+    params = {"checkpoint": str(cell.checkpoint), "merge_budget": float(args.merge_budget), "threads": args.threads}
     times: dict = {}
     times_file = logs / f"{ns.strip('/')}_engine.json"
     context = Context()
@@ -234,7 +240,7 @@ def run_cell_in_own_process(cell: Cell, args, logs: Path) -> CellResult:
     would measure a 2x slower engine (see the findings in docs/BENCHMARKS.md).
     """
     spec = {"cell": {**cell.__dict__, "checkpoint": str(cell.checkpoint)},
-            "args": {k: getattr(args, k) for k in ("rate", "duration", "warmup", "merge_budget")}, "logs": str(logs)}
+            "args": {k: getattr(args, k) for k in ("rate", "duration", "warmup", "merge_budget", "threads")}, "logs": str(logs)}
     proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--cell", json.dumps(spec)],
                           capture_output=True, text=True)
     last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
@@ -350,7 +356,8 @@ def section(results: list[CellResult], models: str, notes: list[str], args,
            f"{rosbench.ros_info()}.", "",
            f"Camera: rgb8 synthetic robot scenes at {args.rate:g} Hz (reliable, depth 1), stamped with the "
            "wall clock at publish time. Node: default parameters (best-effort input, depth 1, newest-frame "
-           f"slot, resize `fixed` to the model's size), merge_budget {args.merge_budget:g}, a subscriber on "
+           f"slot, resize `fixed` to the model's size), merge_budget {args.merge_budget:g}, "
+           f"threads {args.threads or 'default (the intra-op threads above)'}, a subscriber on "
            "~/mask and ~/stats (no colour mask or overlay subscribers: those are lazy). *1 process*: node, "
            "camera thread and receiver in one fresh process per cell, node + receiver on one "
            "SingleThreadedExecutor thread. *2 processes*: the node's own `main()` in a second process, over loopback. "

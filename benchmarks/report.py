@@ -140,7 +140,7 @@ ratio measured side by side in one run (settings interleaved, so a load drift hi
 
 Each script rewrites only the text between its own `<!-- bench:NAME:start -->` and
 `<!-- bench:NAME:end -->` markers; everything outside them is kept as written. The last section
-(findings, profiles and proposed changes) is written by hand from these runs."""
+(findings, changes made and their effect) is written by hand from these runs."""
 
 
 def update_section(name: str, body: str, doc: Path = DOC) -> None:
