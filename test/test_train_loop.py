@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from clustvit_ros.model.checkpoints import load_checkpoint
+from clustvit_ros.model.checkpoints import CheckpointError, load_checkpoint
 import clustvit_ros.train.train as loop
 from clustvit_ros.train.config import TrainConfig
 from clustvit_ros.train.state import save_state
@@ -81,6 +81,22 @@ def test_dense_baseline_from_the_same_recipe(tmp_path):
     model = load_checkpoint(result.checkpoint)
     assert model.config.k == 0 and model.cluster is None
     assert model.config.class_names[0] == "sky"
+
+
+def test_clustvit_starts_from_a_dense_vit_checkpoint_as_in_the_paper(tmp_path):
+    dense = train(tiny_config(tmp_path / "vit", model={"k": 0}), progress=False)
+    vit = load_checkpoint(dense.checkpoint).state_dict()
+    cfg = tiny_config(tmp_path / "clustvit")
+    model = loop.ClustViT(loop.model_config(cfg, loop.train_dataset(cfg.data, progress=False).class_info))
+    fresh = loop.init_weights(model, dense.checkpoint)
+    assert fresh and all(k.startswith(("cluster.", "regenerator.")) for k in fresh)
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in vit.items())  # backbone and head from the ViT
+    result = train(tiny_config(tmp_path / "clustvit", train={"init": str(dense.checkpoint)}), progress=False)
+    assert all(e["cluster"] > 0 for e in result.history)
+    wider = train(tiny_config(tmp_path / "wide", model={"k": 0, "embed_dim": 48, "num_heads": 2}), progress=False)
+    with pytest.raises(CheckpointError, match="wrong shapes"):
+        loop.init_weights(model, wider.checkpoint)
 
 
 def test_amp_request_on_cpu_warns_and_trains_in_fp32(tmp_path):

@@ -65,11 +65,24 @@ def model_config(cfg: TrainConfig, classes: ClassInfo) -> ClustViTConfig:
     return config
 
 
-def init_weights(model: ClustViT, path: str | Path) -> None:
-    """Load a checkpoint's weights into ``model``; every tensor must match (CheckpointError)."""
+MERGE_MODULES = ("cluster.", "regenerator.")  # what a ClustViT has and a dense ViT does not
+
+
+def init_weights(model: ClustViT, path: str | Path) -> list[str]:
+    """Load a checkpoint's weights into ``model``; every tensor must match (CheckpointError).
+
+    A dense ViT checkpoint (k = 0) may start a ClustViT, as the paper fine-tunes ClustViT from ViT
+    weights: the Cluster module and Regenerator then keep their fresh initialisation. Returns the
+    names of the tensors left at that initialisation."""
     tensors = load_checkpoint(path).state_dict()
+    fresh = [k for k, v in model.state_dict().items() if k.startswith(MERGE_MODULES) and k not in tensors]
+    if fresh and not any(k.startswith(MERGE_MODULES) for k in tensors):
+        tensors = {**tensors, **{k: model.state_dict()[k] for k in fresh}}
+    else:
+        fresh = []
     check_state_dict(model, tensors, str(path))
     model.load_state_dict(tensors)
+    return fresh
 
 
 def seed_everything(seed: int) -> None:
@@ -155,8 +168,9 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
     val = val_dataset(cfg.data, progress=progress) if main else None
     mcfg = model_config(cfg, data.class_info)
     model = ClustViT(mcfg)
-    if cfg.train.init:
-        init_weights(model, cfg.train.init)
+    if cfg.train.init and (fresh := init_weights(model, cfg.train.init)) and main:
+        print(f"init from the dense ViT {cfg.train.init}: {len(fresh)} Cluster module / Regenerator "
+              "tensors start fresh", flush=True)
     model = model.to(info.device).train()
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.optim.lr)
