@@ -12,7 +12,9 @@ Reported per setting: analytic GFLOPs; latency p50/p95 of the model (encoder + h
 ``Result.inference_ms``: what the GFLOPs count) and end to end (the whole ``run``: preprocessing,
 model, bilinear upsampling + argmax to the image size and the copy to the host, what the node
 pays); speed-up = dense p50 / ClustViT p50; GFLOPs ratio = dense / ClustViT GFLOPs; conversion
-efficiency = speed-up / GFLOPs ratio (1.0: every saved FLOP saves its share of time).
+efficiency = speed-up / GFLOPs ratio (1.0: every saved FLOP saves its share of time). A second
+table times the label-map step (upsample + argmax) with every class against winnable classes
+only, on the same logits, interleaved: the before/after of the class pruning.
 
     .venv/bin/python benchmarks/bench_model.py                       # ViT-T/S/B 512 + default model
     .venv/bin/python benchmarks/bench_model.py --variants tiny --size 128 --iters 2 --no-default
