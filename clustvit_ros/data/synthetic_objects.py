@@ -71,15 +71,21 @@ _BOX_COLOURS = [(0.62, 0.46, 0.28), (0.12, 0.30, 0.68), (0.70, 0.16, 0.10), (0.8
                 (0.85, 0.65, 0.10), (0.25, 0.25, 0.27)]
 
 
+def _scatter(rng, cam, odds: tuple[float, int, int], z_min: float) -> tuple[np.ndarray, np.ndarray]:
+    """Ground positions (X, Z) for a group that appears with probability odds[0] and counts
+    odds[1] <= n < odds[2]; empty when the group does not appear."""
+    p, lo, hi = odds
+    if rng.random() >= p:
+        return np.empty(0), np.empty(0)
+    return place(rng, cam, int(rng.integers(lo, hi)), z_min, 35.0)
+
+
 def add_obstacles(prims: Prims, rng, cv: Canvas, scene: dict) -> None:
     """Rocks, boxes/crates and barrels standing on the ground."""
-    cam, kind = cv.cam, scene["kind"]
-    p, lo, hi = {"field": (0.5, 1, 3), "meadow": (0.6, 1, 4), "yard": (1.0, 2, 7)}[kind]
-    if rng.random() >= p:
-        return
-    n = int(rng.integers(lo, hi))
-    X, Z = place(rng, cam, n, max(cam.z_near * 1.05, 1.5), 35.0)
-    for i in range(n):
+    cam = cv.cam
+    odds = {"field": (0.5, 1, 3), "meadow": (0.6, 1, 4), "yard": (1.0, 2, 7)}[scene["kind"]]
+    X, Z = _scatter(rng, cam, odds, max(cam.z_near * 1.05, 1.5))
+    for i in range(len(X)):
         x, z = float(X[i]), float(Z[i])
         t = rng.choice(3, p=[0.45, 0.35, 0.2])
         if t == 0:
@@ -158,13 +164,10 @@ def _person(cv: Canvas, X, Z, Hp, side, phase, skin, top, bottom, hair, hat) -> 
 
 def add_people(prims: Prims, rng, cv: Canvas, scene: dict) -> None:
     """Standing/walking people of various sizes, clothing and skin tones."""
-    cam, kind = cv.cam, scene["kind"]
-    p, lo, hi = {"field": (0.25, 1, 2), "meadow": (0.35, 1, 3), "yard": (0.85, 1, 4)}[kind]
-    if rng.random() >= p:
-        return
-    n = int(rng.integers(lo, hi))
-    X, Z = place(rng, cam, n, max(cam.z_near * 1.1, 2.5), 35.0)
-    for i in range(n):
+    cam = cv.cam
+    odds = {"field": (0.25, 1, 2), "meadow": (0.35, 1, 3), "yard": (0.85, 1, 4)}[scene["kind"]]
+    X, Z = _scatter(rng, cam, odds, max(cam.z_near * 1.1, 2.5))
+    for i in range(len(X)):
         Hp = rng.uniform(1.5, 1.95) if rng.random() > 0.1 else rng.uniform(1.0, 1.4)
         top = np.array(_TOPS[rng.integers(len(_TOPS))]) * rng.uniform(0.9, 1.1, 3)
         prims.add(Z[i], "F", partial(Canvas.ground_shadow, X=float(X[i]), Z=float(Z[i]),
