@@ -63,8 +63,6 @@ def test_pruned_labels_equal_the_full_argmax(grid, crop, image, classes, spread,
         logits = logits.round()  # many exact ties: the lower class id must win, as argmax does
     padded = (grid[0] * 16, grid[1] * 16)
     model = (padded[0] - min(crop[0], padded[0] - 1), padded[1] - min(crop[1], padded[1] - 1))
-    if crop == (0, 0):
-        model = padded
     labels = upsample_argmax(logits, padded, model, image, max_elements=chunk * image[0] * image[1],
                              prune_from=2)
     assert_argmax_up_to_rounding(labels, logits, padded, model, image)

@@ -62,7 +62,7 @@ def upsample_argmax(patch_logits: torch.Tensor, padded_hw: tuple[int, int], mode
         return F.interpolate(chunk, size=image_hw, mode="bilinear", align_corners=False)
 
     class_ids = None
-    if prune_from is not None and patch_logits.shape[1] >= max(prune_from, 2):
+    if prune_from is not None and patch_logits.shape[1] >= prune_from:
         kept = winnable_classes(patch_logits, window=2 if single else 3)
         if len(kept) < patch_logits.shape[1]:
             class_ids, patch_logits = kept, patch_logits.index_select(1, kept)

@@ -75,11 +75,11 @@ def init_weights(model: ClustViT, path: str | Path) -> list[str]:
     weights: the Cluster module and Regenerator then keep their fresh initialisation. Returns the
     names of the tensors left at that initialisation."""
     tensors = load_checkpoint(path).state_dict()
-    fresh = [k for k, v in model.state_dict().items() if k.startswith(MERGE_MODULES) and k not in tensors]
-    if fresh and not any(k.startswith(MERGE_MODULES) for k in tensors):
-        tensors = {**tensors, **{k: model.state_dict()[k] for k in fresh}}
-    else:
-        fresh = []
+    fresh = []
+    if not any(k.startswith(MERGE_MODULES) for k in tensors):  # a dense ViT
+        own = model.state_dict()
+        fresh = [k for k in own if k.startswith(MERGE_MODULES)]
+        tensors = {**tensors, **{k: own[k] for k in fresh}}
     check_state_dict(model, tensors, str(path))
     model.load_state_dict(tensors)
     return fresh
