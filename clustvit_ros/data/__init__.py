@@ -11,14 +11,14 @@ from typing import Callable
 
 from .datasets import (FolderDataset, SegmentationDataset, export_folder, read_classes_file,
                        write_classes_file)
-from .formats import ADE20K, SUIM, Cityscapes, RumexWeeds
+from .formats import ADE20K, SUIM, CamVid, Cityscapes, RumexWeeds
 from .palettes import CLASS_INFOS, IGNORE_INDEX, ClassInfo, colorize, get_class_info
 from .synthetic import SyntheticScenes, render_scene, save_preview
 from .targets import pseudo_cluster_targets
 from .transforms import eval_pipeline, sliding_windows, train_pipeline
 
 __all__ = [
-    "ADE20K", "Cityscapes", "SUIM", "RumexWeeds", "FolderDataset", "SyntheticScenes",
+    "ADE20K", "CamVid", "Cityscapes", "SUIM", "RumexWeeds", "FolderDataset", "SyntheticScenes",
     "SegmentationDataset", "ClassInfo", "CLASS_INFOS", "IGNORE_INDEX", "DATASETS",
     "build_dataset", "colorize", "get_class_info", "export_folder", "read_classes_file",
     "write_classes_file", "render_scene", "save_preview", "pseudo_cluster_targets",
@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 #: Dataset name -> class, for configs and the CLI.
-DATASETS = {"ade20k": ADE20K, "cityscapes": Cityscapes, "suim": SUIM, "rumexweeds": RumexWeeds,
+DATASETS = {"ade20k": ADE20K, "camvid": CamVid, "cityscapes": Cityscapes, "suim": SUIM, "rumexweeds": RumexWeeds,
             "folder": FolderDataset, "synthetic": SyntheticScenes}
 
 

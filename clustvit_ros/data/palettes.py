@@ -131,6 +131,13 @@ SUIM_PALETTE = tuple(((c >> 2) * 255, ((c >> 1) & 1) * 255, (c & 1) * 255) for c
 RUMEXWEEDS_CLASSES = ('background', 'rumex_obtusifolius', 'rumex_crispus')
 RUMEXWEEDS_PALETTE = ((0, 0, 0), (0, 255, 0), (0, 0, 255))
 
+# CamVid (SegNet tutorial ids 0..10; 11 Unlabelled is ignored): the dataset's usual colours.
+CAMVID_CLASSES = ('Sky', 'Building', 'Pole', 'Road', 'Pavement', 'Tree', 'SignSymbol', 'Fence',
+                  'Car', 'Pedestrian', 'Bicyclist')
+CAMVID_PALETTE = (
+    (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222), (128, 128, 0),
+    (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192))
+
 SYNTHETIC_CLASSES = ('sky', 'ground', 'crop', 'weed', 'obstacle', 'person', 'tree', 'path')
 SYNTHETIC_PALETTE = (
     (70, 130, 180),   # sky: steel blue
@@ -143,17 +150,18 @@ SYNTHETIC_PALETTE = (
     (190, 190, 190))  # path / track: light grey
 
 ADE20K = ClassInfo('ade20k', ADE20K_CLASSES, np.array(ADE20K_PALETTE))
+CAMVID = ClassInfo('camvid', CAMVID_CLASSES, np.array(CAMVID_PALETTE))
 CITYSCAPES = ClassInfo('cityscapes', CITYSCAPES_CLASSES, np.array(CITYSCAPES_PALETTE))
 SUIM = ClassInfo('suim', SUIM_CLASSES, np.array(SUIM_PALETTE))
 RUMEXWEEDS = ClassInfo('rumexweeds', RUMEXWEEDS_CLASSES, np.array(RUMEXWEEDS_PALETTE))
 SYNTHETIC = ClassInfo('synthetic', SYNTHETIC_CLASSES, np.array(SYNTHETIC_PALETTE))
 
 CLASS_INFOS: dict[str, ClassInfo] = {
-    c.name: c for c in (ADE20K, CITYSCAPES, SUIM, RUMEXWEEDS, SYNTHETIC)}
+    c.name: c for c in (ADE20K, CAMVID, CITYSCAPES, SUIM, RUMEXWEEDS, SYNTHETIC)}
 
 
 def get_class_info(name: str) -> ClassInfo:
-    """Look up a known label set by name (``ade20k``, ``cityscapes``, ``suim``, ``rumexweeds``,
+    """Look up a known label set by name (``ade20k``, ``camvid``, ``cityscapes``, ``suim``, ``rumexweeds``,
     ``synthetic``)."""
     try:
         return CLASS_INFOS[name.lower()]

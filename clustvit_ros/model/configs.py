@@ -16,6 +16,7 @@ VARIANTS: dict[str, tuple[int, int, int, int, int, int]] = {
 }
 _DIM_FIELDS = ("embed_dim", "depth", "num_heads", "mlp_hidden", "cluster_hidden")
 HEADS = ("mask", "linear")
+STEMS = ("patch", "conv")
 
 
 def default_palette(n: int) -> tuple[tuple[int, int, int], ...]:
@@ -41,6 +42,8 @@ class ClustViTConfig:
     the learned position-embedding grid, other input sizes use a bicubic resize of it.
     ``k = 0`` builds the plain dense ViT baseline (no Cluster module, no Regenerator).
     ``ip`` is the index of the block before which the Cluster module runs (0 <= ip < depth).
+    ``stem``: ``patch`` (the ViT's strided patch conv) or ``conv`` (a stack of 3x3 stride-2 convs,
+    :class:`~clustvit_ros.model.vit.ConvStem`; needs a power-of-two patch size).
     ``num_classes`` may be left 0 when ``class_names`` is given; missing names become
     ``class_<i>`` and a missing palette the VOC colour map. ``mean``/``std`` apply to RGB 0..255.
     """
@@ -52,6 +55,7 @@ class ClustViTConfig:
     mlp_hidden: int = 1536
     patch_size: int = 16
     patch_bias: bool = False
+    stem: str = "patch"
     img_size: tuple[int, int] = (512, 512)
     num_classes: int = 0
     class_names: tuple[str, ...] = ()
@@ -98,6 +102,9 @@ class ClustViTConfig:
         if self.k > 0:
             need(0 <= self.ip < self.depth, f"ip {self.ip} outside [0, depth={self.depth})")
             need(self.cluster_hidden > 0, "cluster_hidden must be positive")
+        need(self.stem in STEMS, f"stem must be one of {STEMS}, got {self.stem!r}")
+        power_of_two = self.patch_size >= 2 and self.patch_size & (self.patch_size - 1) == 0
+        need(self.stem != "conv" or power_of_two, f"a conv stem needs a power-of-two patch size >= 2, got {self.patch_size}")
         need(self.head in HEADS, f"head must be one of {HEADS}, got {self.head!r}")
         need(len(self.class_names) == self.num_classes,
              f"{len(self.class_names)} class names for num_classes={self.num_classes}")

@@ -2,7 +2,8 @@
 
 Convention (the ClustViT paper's): 2 FLOPs per multiply-add of every matmul and convolution.
 
-Counted: patch-embedding conv; per block the qkv projection, Q K^T, A V, the attention output
+Counted: the patch embedding (one strided conv, or the conv stem's 3x3 stride-2 convs and its 1x1
+projection); per block the qkv projection, Q K^T, A V, the attention output
 projection and the two MLP linears, on the 1 + P tokens a block saw (1 + M + k after the
 injection point when the frame merged); the Cluster MLP on the P patch tokens (whenever it ran,
 even if it then merged nothing); the Regenerator on the P - M merged tokens; the head: for the
@@ -10,7 +11,7 @@ mask transformer its input projection, its blocks on P + C tokens (with the C cl
 tokens), the patch and class projections and the patch-class product; for the linear head its
 Linear(D -> C).
 
-Not counted (elementwise or data movement, as in the paper): bias adds, LayerNorm, GELU/ReLU,
+Not counted (elementwise or data movement, as in the paper): bias adds, LayerNorm, BatchNorm, GELU/ReLU,
 softmax, residual adds, L2 normalisation, position-embedding add and its bicubic resize, the
 gathers/scatters and segment means of merging, padding, and the bilinear upsampling of the logits.
 
@@ -24,6 +25,7 @@ import math
 
 from .configs import VARIANTS, ClustViTConfig
 from .segmentor import TokenStats
+from .vit import stem_channels
 
 
 def block_flops(n: int, dim: int, mlp_hidden: int) -> int:
@@ -39,7 +41,7 @@ def flop_terms(config: ClustViTConfig, grid: tuple[int, int], kept: int | None =
     merged = kept is not None and kept < p
     ip = c.ip if merged else c.depth
     return {
-        "patch_embed": 2 * p * d * 3 * c.patch_size ** 2,
+        "patch_embed": embed_flops(c, grid),
         "blocks": ip * block_flops(1 + p, d, c.mlp_hidden),
         "cluster": 2 * p * c.cluster_hidden * (d + c.k + 1) if cluster_run else 0,
         "blocks_merged": (c.depth - ip) * block_flops(1 + kept + c.k, d, c.mlp_hidden)
@@ -47,6 +49,20 @@ def flop_terms(config: ClustViTConfig, grid: tuple[int, int], kept: int | None =
         "regenerator": 2 * (p - kept) * (2 * d * d + d * d) if merged else 0,
         "head": head_flops(c, p),
     }
+
+
+def embed_flops(config: ClustViTConfig, grid: tuple[int, int]) -> int:
+    """The patch embedding on a (padded) image of ``grid`` patches."""
+    c, p = config, grid[0] * grid[1]
+    if c.stem == "patch":
+        return 2 * p * c.embed_dim * 3 * c.patch_size ** 2
+    channels = stem_channels(c.patch_size, c.embed_dim)
+    total, c_in = 0, 3
+    for i, c_out in enumerate(channels):  # conv i outputs (grid * 2**(n-1-i)) pixels per side
+        scale = 1 << (len(channels) - 1 - i)
+        total += 2 * p * scale * scale * c_out * c_in * 9
+        c_in = c_out
+    return total + 2 * p * c.embed_dim * c_in
 
 
 def head_flops(config: ClustViTConfig, p: int) -> int:

@@ -77,7 +77,8 @@ class ClustViT(nn.Module):
         super().__init__()
         c = self.config = config
         self.encoder = VisionTransformer(c.patch_size, c.embed_dim, c.depth, c.num_heads,
-                                         c.mlp_hidden, c.grid, c.patch_bias, c.drop_path)
+                                         c.mlp_hidden, c.grid, c.patch_bias, c.drop_path,
+                                         c.stem)
         self.cluster = ClusterModule(c.embed_dim, c.cluster_hidden, c.k) if c.k else None
         self.regenerator = Regenerator(c.embed_dim) if c.k else None
         if c.head == "mask":

@@ -39,6 +39,36 @@ class PatchEmbed(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)
 
 
+class ConvStem(nn.Module):
+    """Convolutional patch embedding (Xiao et al. 2021, "Early convolutions help transformers see
+    better"): log2(patch) 3x3 stride-2 convs with BatchNorm + ReLU, channels doubling up to the
+    embedding width, then a 1x1 projection. Same output as :class:`PatchEmbed`, one token per
+    ``patch_size`` square; the receptive fields overlap, which helps ViTs trained on little data.
+    """
+
+    def __init__(self, patch_size: int, embed_dim: int) -> None:
+        super().__init__()
+        self.channels = stem_channels(patch_size, embed_dim)
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip((3, *self.channels), self.channels):
+            layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False),
+                       nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+        self.stem = nn.Sequential(*layers)
+        self.proj = nn.Conv2d(self.channels[-1], embed_dim, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(self.stem(x)).flatten(2).transpose(1, 2)
+
+
+def stem_channels(patch_size: int, embed_dim: int) -> tuple[int, ...]:
+    """Output channels of the conv stem's stride-2 convs: ``embed_dim / 2**(n-1) .. embed_dim``
+    for ``patch_size == 2**n`` (each at least 8)."""
+    n = patch_size.bit_length() - 1
+    if patch_size < 2 or 1 << n != patch_size:
+        raise ValueError(f"a conv stem needs a power-of-two patch size, got {patch_size}")
+    return tuple(max(8, embed_dim >> (n - 1 - i)) for i in range(n))
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with packed qkv (same layout as ``nn.MultiheadAttention``)."""
 
@@ -100,7 +130,7 @@ class Block(nn.Module):
 
 
 class VisionTransformer(nn.Module):
-    """Patch embedding + cls token + learned position embedding + blocks + final LayerNorm.
+    """Patch embedding (``stem``: ``patch`` = one strided conv, ``conv`` = :class:`ConvStem`) + cls token + learned position embedding + blocks + final LayerNorm.
 
     The segmentor drives the blocks itself (the Cluster module sits between two of them), so this
     module offers :meth:`embed` and exposes ``blocks`` and ``norm``. The position embedding is
@@ -111,11 +141,12 @@ class VisionTransformer(nn.Module):
 
     def __init__(self, patch_size: int, embed_dim: int, depth: int, num_heads: int,
                  mlp_hidden: int, grid: tuple[int, int], patch_bias: bool = False,
-                 drop_path: float = 0.0) -> None:
+                 drop_path: float = 0.0, stem: str = "patch") -> None:
         super().__init__()
         self.patch_size = patch_size
         self.grid = tuple(grid)
-        self.patch_embed = PatchEmbed(patch_size, embed_dim, patch_bias)
+        self.patch_embed = (ConvStem(patch_size, embed_dim) if stem == "conv"
+                            else PatchEmbed(patch_size, embed_dim, patch_bias))
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + grid[0] * grid[1], embed_dim))
         rates = [drop_path * i / max(depth - 1, 1) for i in range(depth)]

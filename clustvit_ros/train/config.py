@@ -15,8 +15,9 @@ from typing import Any
 import yaml
 
 from ..runtime.engine import RESIZE_POLICIES
+from .class_weights import CLASS_WEIGHTS
 
-DATASETS = ("synthetic", "folder", "ade20k", "cityscapes", "suim", "rumexweeds")
+DATASETS = ("synthetic", "folder", "ade20k", "camvid", "cityscapes", "suim", "rumexweeds")
 
 
 @dataclass
@@ -87,7 +88,9 @@ class LoopConfig:
     weights brought in with ``clustvit convert``); None trains from scratch.
     ``merge_budget_range``: each step merges with a ``merge_budget`` drawn uniformly from this
     range (seeded by seed and step); ``[1, 1]`` is the paper (the model's own decision always),
-    lower values make the blocks after the injection point see more tokens in training."""
+    lower values make the blocks after the injection point see more tokens in training.
+    ``class_weight``: ``none`` or ``median_frequency`` (pixel-loss weights from the training
+    masks, :mod:`~clustvit_ros.train.class_weights`)."""
 
     batch_size: int = 8
     seed: int = 0
@@ -103,6 +106,7 @@ class LoopConfig:
     threads: int | None = None
     init: str | None = None
     merge_budget_range: tuple[float, float] = (1.0, 1.0)
+    class_weight: str = "none"
 
 
 @dataclass
@@ -132,6 +136,8 @@ class TrainConfig:
         need(self.train.amp in ("none", "bf16", "fp16"), "train.amp must be none, bf16 or fp16")
         need(self.train.batch_size > 0, "train.batch_size must be > 0")
         need(0 < self.train.purity <= 1, "train.purity must be in (0, 1]")
+        need(self.train.class_weight in CLASS_WEIGHTS,
+             f"train.class_weight must be one of {CLASS_WEIGHTS}")
         lo, hi = self.train.merge_budget_range
         need(0 <= lo <= hi <= 1, "train.merge_budget_range must be [lo, hi], 0 <= lo <= hi <= 1")
         patch = int(self.model.get("patch_size", 16))

@@ -18,15 +18,18 @@ class Losses(NamedTuple):
     cluster: Tensor | None
 
 
-def segmentation_loss(logits: Tensor, masks: Tensor, ignore_index: int = 255) -> Tensor:
+def segmentation_loss(logits: Tensor, masks: Tensor, ignore_index: int = 255,
+                      class_weight: Tensor | None = None) -> Tensor:
     """Pixel cross-entropy of (B, C, H, W) logits against (B, H, W) labels.
 
-    As mmseg's default (``avg_non_ignore=False``): summed over the non-ignored pixels and divided
-    by **all** B*H*W pixels. Logits at another size than the masks are upsampled bilinearly.
+    As mmseg's default (``avg_non_ignore=False``): summed over the non-ignored pixels (each
+    scaled by its class's ``class_weight``, if given) and divided by **all** B*H*W pixels.
+    Logits at another size than the masks are upsampled bilinearly.
     """
     if logits.shape[-2:] != masks.shape[-2:]:
         logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
-    loss = F.cross_entropy(logits.float(), masks.long(), ignore_index=ignore_index, reduction="sum")
+    loss = F.cross_entropy(logits.float(), masks.long(), weight=class_weight,
+                           ignore_index=ignore_index, reduction="sum")
     return loss / masks.numel()
 
 
@@ -42,9 +45,11 @@ def cluster_loss(cluster_logits: Tensor, masks: Tensor, k: int, patch_size: int,
 
 
 def clustvit_loss(out: SegOutput, masks: Tensor, k: int, patch_size: int, weight: float = 0.1,
-                  ignore_index: int = 255, purity: float = 1.0) -> Losses:
-    """L = L_seg + ``weight`` * L_clust; the second term only when the Cluster module ran."""
-    seg = segmentation_loss(out.logits, masks, ignore_index)
+                  ignore_index: int = 255, purity: float = 1.0,
+                  class_weight: Tensor | None = None) -> Losses:
+    """L = L_seg + ``weight`` * L_clust; the second term only when the Cluster module ran.
+    ``class_weight`` (C,) weighs the pixel term only (pseudo-clusters are not classes)."""
+    seg = segmentation_loss(out.logits, masks, ignore_index, class_weight)
     if out.cluster_logits is None:
         return Losses(seg, seg, None)
     clust = cluster_loss(out.cluster_logits, masks, k, patch_size, ignore_index, purity)

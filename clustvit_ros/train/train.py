@@ -31,6 +31,7 @@ from ..model.checkpoints import check_state_dict, load_checkpoint, save_checkpoi
 from ..model.configs import ClustViTConfig
 from ..model.segmentor import ClustViT
 from ..runtime.engine import Segmenter
+from .class_weights import median_frequency_weights
 from .config import TrainConfig, load_config
 from .data import train_dataset, val_dataset
 from .distributed import DistInfo, all_mean, barrier, init_distributed
@@ -172,6 +173,13 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
         print(f"init from the dense ViT {cfg.train.init}: {len(fresh)} Cluster module / Regenerator "
               "tensors start fresh", flush=True)
     model = model.to(info.device).train()
+    class_weight = None
+    if cfg.train.class_weight == "median_frequency":
+        class_weight = median_frequency_weights(data).to(info.device)
+        if main:
+            print("class weights (median frequency): "
+                  + ", ".join(f"{n} {w:.2f}" for n, w in zip(mcfg.class_names, class_weight.tolist())),
+                  flush=True)
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.optim.lr)
     amp_dtype, use_scaler = amp_settings(cfg, info.device)
@@ -208,7 +216,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
             seg_out = net(model.normalize(images), train_budget(cfg, step))
         losses = clustvit_loss(seg_out, masks, mcfg.k, mcfg.patch_size,
                                cfg.train.cluster_loss_weight, cfg.train.ignore_index,
-                               cfg.train.purity)
+                               cfg.train.purity, class_weight)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(losses.total).backward()
         if cfg.optim.grad_clip:
