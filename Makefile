@@ -10,7 +10,7 @@ STAMP_DEPS := $(VENV)/.stamp-deps
 STAMP_BUILD := $(VENV)/.stamp-build
 REQUIREMENTS := requirements.txt requirements-interfaces.txt requirements-dev.txt
 PACKAGE_FILES := CMakeLists.txt package.xml $(wildcard msg/*.msg) \
-	$(shell find clustvit_ros scripts launch config models -type f \
+	$(shell find clustvit_ros scripts launch config models data -type f \
 	  -not -name '*.pyc' -not -path '*/__pycache__/*' 2>/dev/null)
 
 # Loopback-only DDS for everything started from here; tests also force it in test/conftest.py.
