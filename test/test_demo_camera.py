@@ -41,7 +41,8 @@ def run_camera(context, params: dict, frames: int, timeout: float = 30.0):
 
 
 def test_synthetic_scenes_pan_and_are_stamped_now(rclpy_context):
-    params = {"width": 64, "height": 48, "scenes": 2, "frames_per_scene": 3, "rate": 50.0,
+    params = {"source": "synthetic", "width": 64, "height": 48, "scenes": 2, "frames_per_scene": 3,
+              "rate": 50.0,
               "frame_id": "front_camera_optical_frame", "publish_compressed": True}
     camera, images, compressed = run_camera(rclpy_context, params, frames=7)
     camera.destroy_node()
@@ -56,6 +57,18 @@ def test_synthetic_scenes_pan_and_are_stamped_now(rclpy_context):
     assert np.array_equal(arrays[0], arrays[6])  # two scenes of three frames, then again
     assert compressed and compressed_to_rgb8(compressed[0]).shape == (48, 64, 3)
     assert compressed[0].header.stamp == images[0][0].header.stamp
+
+
+def test_default_source_is_the_packaged_camvid_frames_in_order_at_native_size(rclpy_context):
+    from clustvit_ros.runtime.packaged import SAMPLE_FRAMES, share_path
+
+    files = sorted(share_path(SAMPLE_FRAMES).glob("*.jpg"))[:3]
+    camera, images, _ = run_camera(rclpy_context, {"rate": 50.0}, frames=3)
+    camera.destroy_node()
+    for (msg, _), path in zip(images[:3], files):
+        assert (msg.width, msg.height) == (480, 360)
+        expected = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        assert np.array_equal(image_to_numpy(msg), expected)
 
 
 def test_folder_in_name_order_resized_bgr8_and_finishing(rclpy_context, tmp_path):
@@ -97,7 +110,7 @@ def test_parameters_are_declared_read_only_with_descriptions(rclpy_context):
         assert camera.describe_parameter("rate").floating_point_range[0].to_value == 240.0
     finally:
         camera.destroy_node()
-    with pytest.raises(SourceError, match="neither 'synthetic' nor an existing"):
+    with pytest.raises(SourceError, match="neither 'camvid', 'synthetic' nor an existing"):
         DemoCamera(context=rclpy_context, parameter_overrides=[Parameter("source", value="/no/such/dir")])
 
 

@@ -1,4 +1,5 @@
-"""A stand-in camera: synthetic robot scenes, a folder of images or a video file, published at a set rate.
+"""A stand-in camera: the packaged CamVid road frames, synthetic robot scenes, a folder of images or a
+video file, published at a set rate.
 
 ``ros2 run clustvit_ros demo_camera`` publishes ``image_raw`` (sensor_msgs/Image; and
 ``image_raw/compressed`` with ``publish_compressed``) stamped with the node clock's *now* (sim time
@@ -21,20 +22,24 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 
+from ..runtime.packaged import SAMPLE_FRAMES, share_path
 from .image_codec import numpy_to_image, rgb8_to_compressed
 from .params import ParamSpec, descriptor
+from .share import share_dirs
 
 NODE_NAME = "demo_camera"
+SYNTHETIC_SIZE = (640, 480)  # width, height of synthetic scenes when width/height are 0
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}
 
 PARAMETERS: tuple[ParamSpec, ...] = (
-    ParamSpec("source", "synthetic", "synthetic (rendered robot scenes), a folder of images (sorted by "
-              "name) or a video file (anything OpenCV's VideoCapture reads)."),
+    ParamSpec("source", "camvid", "camvid (the packaged CamVid val frames, real road scenes), synthetic "
+              "(rendered robot scenes), a folder of images (sorted by name) or a video file (anything "
+              "OpenCV's VideoCapture reads)."),
     ParamSpec("rate", 10.0, "Frames published per second.", range=(0.1, 240.0)),
-    ParamSpec("width", 640, "Image width. Synthetic: the rendered size; folder/video: resize to this "
-              "(0 keeps the native size).", range=(0, 8192)),
-    ParamSpec("height", 480, "Image height (as width).", range=(0, 8192)),
+    ParamSpec("width", 0, "Image width: frames are resized to width x height; 0 keeps the native size "
+              "(synthetic scenes: 640 x 480).", range=(0, 8192)),
+    ParamSpec("height", 0, "Image height (as width).", range=(0, 8192)),
     ParamSpec("frame_id", "camera_optical_frame", "header.frame_id of every image."),
     ParamSpec("encoding", "rgb8", "Encoding of image_raw.", choices=("rgb8", "bgr8")),
     ParamSpec("publish_compressed", False, "Also publish image_raw/compressed (JPEG)."),
@@ -136,16 +141,18 @@ def open_source(p: dict, log=None):
     """The frame source named by the parameters `p`."""
     source = p["source"]
     size = (p["width"], p["height"])
+    if source == "camvid":
+        source = str(share_path(SAMPLE_FRAMES, *share_dirs()))
     if source == "synthetic":
-        if not p["width"] or not p["height"]:
-            raise SourceError("synthetic scenes need width and height > 0")
-        return SyntheticSource(p["width"], p["height"], p["scenes"], p["frames_per_scene"], p["seed"], log)
+        width, height = (p["width"], p["height"]) if p["width"] and p["height"] else SYNTHETIC_SIZE
+        return SyntheticSource(width, height, p["scenes"], p["frames_per_scene"], p["seed"], log)
     path = Path(source).expanduser()
     if path.is_dir():
         return FolderSource(path, size, p["loop"])
     if path.is_file():
         return VideoSource(path, size, p["loop"])
-    raise SourceError(f"source {source!r} is neither 'synthetic' nor an existing folder or video file")
+    raise SourceError(f"source {source!r} is neither 'camvid', 'synthetic' nor an existing folder or "
+                      "video file")
 
 
 class DemoCamera(Node):

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import rclpy
 import torch
-from ament_index_python.packages import get_package_share_directory
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -36,6 +35,7 @@ from ..runtime.packaged import default_checkpoint
 from .image_codec import ImageDecodeError, compressed_to_rgb8, numpy_to_image, to_rgb8
 from .latest_slot import LatestSlot
 from .params import PARAMETERS, LiveSettings, check, descriptor
+from .share import share_dirs
 from .stats import DiagnosticsWindow, FrameTimes, frame_stats
 
 NODE_NAME = "clustvit"
@@ -64,7 +64,7 @@ class ClustViTNode(Node):
         self._compressed = p["compressed"]
         self._threads = p["threads"]
 
-        checkpoint = p["checkpoint"] or str(default_checkpoint(*_share_dirs()))
+        checkpoint = p["checkpoint"] or str(default_checkpoint(*share_dirs()))
         try:
             self.engine = Segmenter(checkpoint, device=p["device"], dtype=p["dtype"],
                                     input_size=tuple(p["input_size"]) if p["input_size"][0] else None,
@@ -214,13 +214,6 @@ class ClustViTNode(Node):
         self._closing = True
         self._slot.close()
         self._worker.join(timeout=30.0)
-
-
-def _share_dirs() -> list[str]:
-    try:
-        return [get_package_share_directory("clustvit_ros")]
-    except (LookupError, OSError, ValueError):  # not installed through ament (source tree, pip)
-        return []
 
 
 def main(args: list[str] | None = None) -> int:
