@@ -39,9 +39,14 @@ def test_train_eval_sweep(tmp_path, capsys):
     out = tmp_path / "sweep"
     assert main(["sweep", "--checkpoint", str(ckpt), "--baseline", str(base), "--budgets",
                  "0,0.5,1", "--biases=-1,0", "--out", str(out), *common]) == 0
-    table = (out / "sweep.md").read_text().splitlines()
+    text = (out / "sweep.md").read_text()
+    table, per_class = text.split("Per-class IoU (%):")
+    table = table.strip().splitlines()
     assert len(table) == 2 + 1 + 5  # header, rule, baseline, 2 budgets x 2 biases + budget 0
     assert table[2].startswith("| ViT (dense baseline)")
+    per_class = per_class.strip().splitlines()
+    assert len(per_class) == len(table) and all(n in per_class[0] for n in config.class_names)
+    assert per_class[2].startswith("| ViT (dense baseline)")
     assert (out / "sweep.png").read_bytes()[:8] == PNG_MAGIC
     data = json.loads((out / "sweep.json").read_text())
     assert data["baseline"]["kept_mean"] == 16 and len(data["results"]) == 5

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from dataclasses import asdict
 from pathlib import Path
 
@@ -15,6 +16,9 @@ from ..runtime.engine import Segmenter
 from .data import val_dataset
 from .evaluate import (EvalResult, add_dataset_arguments, data_config_from_args, evaluate,
                        open_segmenter)
+
+
+MAX_CLASS_COLUMNS = 20  # a per-class table beyond this many classes is unreadable
 
 
 def budget_grid(budgets: list[float], biases: list[float]) -> list[MergeBudget]:
@@ -42,6 +46,23 @@ def markdown_table(results: list[EvalResult], baseline: EvalResult | None = None
         lines.append(f"| {name} | {budget} | {bias} | {100 * r.miou:.2f} | {r.gflops_mean:.3f} ± "
                      f"{r.gflops_std:.3f} | {ref / r.gflops_mean:.2f}× | {r.kept_mean:.1f} / "
                      f"{r.merged_mean:.1f} | {r.latency_p50_ms:.1f} / {r.latency_p95_ms:.1f} |")
+
+    if baseline:
+        row("ViT (dense baseline)", baseline, "–", "–")
+    for r in results:
+        row("ClustViT", r, f"{r.merge_budget:g}", f"{r.merge_bias:+g}")
+    return "\n".join(lines) + "\n"
+
+
+def per_class_table(results: list[EvalResult], baseline: EvalResult | None = None) -> str:
+    """Per-class IoU (%) of every setting, one row each (the baseline first), classes as columns."""
+    names = list((baseline or results[0]).iou)
+    lines = ["| model | merge_budget | merge_bias | " + " | ".join(names) + " |",
+             "|" + "---|" * (3 + len(names))]
+
+    def row(name: str, r: EvalResult, budget: str, bias: str) -> None:
+        cells = ["n/a" if math.isnan(r.iou[n]) else f"{100 * r.iou[n]:.1f}" for n in names]
+        lines.append(f"| {name} | {budget} | {bias} | " + " | ".join(cells) + " |")
 
     if baseline:
         row("ViT (dense baseline)", baseline, "–", "–")
@@ -133,6 +154,8 @@ def _run(args: argparse.Namespace) -> int:
         print("baseline:", baseline.summary().splitlines()[0])
     results = sweep(seg, dataset, grid, args.warmup, progress=True)
     table = markdown_table(results, baseline)
+    if len(results[0].iou) <= MAX_CLASS_COLUMNS:
+        table += "\nPer-class IoU (%):\n\n" + per_class_table(results, baseline)
     table_path = Path(args.table) if args.table else out / "sweep.md"
     plot_path = Path(args.plot) if args.plot else out / "sweep.png"
     table_path.write_text(table)

@@ -251,7 +251,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
             _append(log_path, entry)
             bar.write(f"step {done}: mIoU {100 * entry['miou']:.2f}, GFLOPs "
                       f"{entry['gflops_mean']:.3f} (dense path {entry['dense_gflops']:.3f}), "
-                      f"kept {entry['kept_mean']:.1f}/{mcfg.grid[0] * mcfg.grid[1]}")
+                      f"kept {entry['kept_mean']:.1f}/{entry['kept_mean'] + entry['merged_mean']:.0f}")
         if saving or evaluating:  # the other ranks wait for rank 0's files
             barrier(info)
     bar.close()
@@ -270,6 +270,7 @@ def _evaluate(checkpoint: Path, val, device: torch.device, resize: str,
         r = evaluate(seg, val, MergeBudget(), warmup=1)
     return {"step": step, "eval": True, "miou": r.miou, "iou": r.iou, "gflops_mean": r.gflops_mean,
             "gflops_std": r.gflops_std, "dense_gflops": r.dense_gflops, "kept_mean": r.kept_mean,
+            "merged_mean": r.merged_mean,
             "latency_p50_ms": r.latency_p50_ms}
 
 
