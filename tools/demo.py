@@ -13,8 +13,9 @@ demo.launch.py rviz:=false` starts, with the same parameter files), records thei
                     `clustvit bag out/demo.mcap again.mcap --topic /camera/image_raw/compressed`)
     logs/           the output of the camera and the node
 
-and prints a summary table. Every process runs with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, a
-ROS_DOMAIN_ID of this run's own and config/fastdds.xml; children are stopped (SIGINT, then SIGKILL)
+and prints a summary table. Every process runs with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and
+ROS_LOCALHOST_ONLY=1 (loopback only on every distro), a ROS_DOMAIN_ID of this run's own and
+config/fastdds.xml; children are stopped (SIGINT, then SIGKILL)
 whatever happens.
 """
 from __future__ import annotations
@@ -61,8 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def configure_environment(args) -> dict:
     """Loopback-only DDS on a domain of our own, large-image Fast DDS profile; before rclpy loads."""
     env = os.environ
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    env.pop("ROS_LOCALHOST_ONLY", None)
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # Iron and later
+    env["ROS_LOCALHOST_ONLY"] = "1"  # Humble (Kilted ignores it)
     env["ROS_DOMAIN_ID"] = str(args.domain_id or random.SystemRandom().randint(1, 100))
     env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(REPO / "config" / "fastdds.xml")
     env.setdefault("AMENT_PREFIX_PATH", sys.prefix)
