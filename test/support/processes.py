@@ -50,9 +50,9 @@ def start_logged(argv: list[str], log: Path, **kwargs) -> subprocess.Popen:
     A file, not a pipe: a chatty process (ros2 launch) never blocks on a full pipe, and the test can
     read what it has written so far while it runs.
     """
+    kwargs.setdefault("stdin", subprocess.DEVNULL)
     with open(log, "wb") as out:
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, **kwargs)
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **kwargs)
 
 
 def wait_for_text(proc: subprocess.Popen, log: Path, text: str, timeout: float) -> None:
@@ -82,3 +82,16 @@ def group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def ctrl_c(proc: subprocess.Popen, timeout: float = 15.0) -> int | None:
+    """SIGINT to `proc`'s whole process group, as a terminal's Ctrl-C; its exit code, or None when it
+    had to be killed after `timeout` s."""
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+    except ProcessLookupError:
+        pass
+    if wait_exit(proc, timeout):
+        return proc.returncode
+    kill_group(proc)
+    return None
