@@ -120,19 +120,23 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     configure_environment(args)
     sys.path.insert(0, str(REPO))
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+
     from clustvit_ros.runtime.packaged import default_checkpoint
 
-    checkpoint = Path(args.checkpoint or default_checkpoint(Path(sys.prefix) / "share" / "clustvit_ros"))
+    try:  # where `ros2 run` looks: the venv (make setup), a colcon workspace or /opt/ros
+        prefix = Path(get_package_prefix("clustvit_ros"))
+    except PackageNotFoundError:
+        print("error: clustvit_ros is not installed; run `make setup` first (or source its workspace)",
+              file=sys.stderr)
+        return 2
+    checkpoint = Path(args.checkpoint or default_checkpoint(prefix / "share" / "clustvit_ros"))
     if not checkpoint.is_file():
         print(f"error: model {checkpoint} does not exist. The packaged default model is made by the "
               "training pipeline; until it is there, run `make demo CHECKPOINT=path/to/model.safetensors`.",
               file=sys.stderr)
         return 2
-    lib = Path(sys.prefix) / "lib" / "clustvit_ros"
-    for exe in ("demo_camera", "clustvit_node"):
-        if not (lib / exe).is_file():
-            print(f"error: {lib / exe} is not installed; run `make setup` first", file=sys.stderr)
-            return 2
+    lib = prefix / "lib" / "clustvit_ros"
 
     out = args.out
     (out / "logs").mkdir(parents=True, exist_ok=True)
