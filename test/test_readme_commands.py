@@ -15,9 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-import rclpy
 import yaml
-from rclpy.context import Context
 
 from clustvit_ros.ros.params import SPECS
 from support import processes
@@ -26,7 +24,6 @@ from support.processes import REPO
 from support.ros2_tools import ROS2, requires_ros2, ros2, stop_daemon
 from support.ros_harness import Harness, rgb_image
 
-pytestmark = requires_ros2
 
 
 def readme_commands() -> list[str]:
@@ -159,11 +156,10 @@ def _node_list_shows(name: str, launch: Launch | None = None) -> bool:
     return True
 
 
-def test_the_readme_node_command_segments_the_camera_topic(daemon, tmp_path):
+@requires_ros2
+def test_the_readme_node_command_segments_the_camera_topic(daemon, rclpy_context, tmp_path):
     proc = processes.start_logged([ROS2, *shlex.split(NODE_COMMAND)[1:]], tmp_path / "node.log")
-    context = Context()
-    rclpy.init(context=context)
-    harness = Harness(context, "/clustvit", outputs=("mask",), image_topic="/camera/image_raw")
+    harness = Harness(rclpy_context, "/clustvit", outputs=("mask",), image_topic="/camera/image_raw")
     try:
         harness.wait_ready(90)
         image = rgb_image(48, 64)
@@ -171,11 +167,11 @@ def test_the_readme_node_command_segments_the_camera_topic(daemon, tmp_path):
         code = processes.ctrl_c(proc)
     finally:
         harness.close()
-        rclpy.shutdown(context=context)
         processes.kill_group(proc)
     assert code == 0 and "Traceback" not in (tmp_path / "node.log").read_text()
 
 
+@requires_ros2
 def test_the_readme_commands_work_against_the_demo_launch(daemon, tmp_path):
     launch_args = dict(arg.split(":=") for arg in shlex.split(LAUNCH_COMMAND)[4:])
     with Launch(shlex.split(LAUNCH_COMMAND)[3], launch_args, tmp_path / "launch.log") as launch:
