@@ -13,8 +13,18 @@ PACKAGE_FILES := CMakeLists.txt package.xml $(wildcard msg/*.msg) \
 	$(shell find clustvit_ros scripts launch config models data -type f \
 	  -not -name '*.pyc' -not -path '*/__pycache__/*' 2>/dev/null)
 
+# The ROS 2 command-line and launch tools (ros2 launch/param/topic, launch_ros), which are on no
+# registry, are installed into the venv from a copy of their sources when there is one; without
+# them (and without a ROS 2 installation) the tests that need them skip. ROS2_CLI_KIT=DIR names
+# another copy, ROS2_CLI_KIT= none.
+ROS2_CLI_KIT ?= ../shared/ros2-cli
+STAMP_KIT := $(VENV)/.stamp-ros2-cli
+KIT := $(if $(wildcard $(ROS2_CLI_KIT)/install.sh),$(STAMP_KIT))
+
 # Loopback-only DDS for everything started from here; tests also force it in test/conftest.py.
+# ROS_AUTOMATIC_DISCOVERY_RANGE is Iron and later, ROS_LOCALHOST_ONLY Humble (ignored by Kilted).
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+export ROS_LOCALHOST_ONLY := 1
 export AMENT_PREFIX_PATH := $(CURDIR)/$(VENV)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
@@ -24,7 +34,8 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make test    set up .venv (idempotent) and run the test suite"
-	@echo "make setup   only set up .venv (dependencies, message build, package install)"
+	@echo "make setup   only set up .venv (dependencies, message build, package install, and the"
+	@echo "             ROS 2 CLI/launch tools from ROS2_CLI_KIT=$(ROS2_CLI_KIT) when it exists)"
 	@echo "make clean   remove build/ and .venv/"
 	@echo "make bench   model- and node-level benchmarks -> docs/BENCHMARKS.md (+ PNGs)"
 	@echo "make soak    10,000 frames through the node; memory/threads/fds/stamp age -> docs/BENCHMARKS.md"
@@ -32,7 +43,7 @@ help:
 test: setup
 	$(VPY) -m pytest -q $(PYTEST_ARGS)
 
-setup: $(STAMP_BUILD)
+setup: $(STAMP_BUILD) $(KIT)
 
 check-tools:
 	@for tool in cmake cc c++ make; do \
@@ -49,6 +60,10 @@ $(STAMP_DEPS): $(REQUIREMENTS) | check-tools
 
 $(STAMP_BUILD): $(STAMP_DEPS) $(PACKAGE_FILES) | check-tools
 	bash tools/build_package.sh $(VENV)
+	@touch $@
+
+$(STAMP_KIT): $(STAMP_DEPS) $(ROS2_CLI_KIT)/install.sh $(ROS2_CLI_KIT)/VERSION
+	bash $(ROS2_CLI_KIT)/install.sh $(VENV)
 	@touch $@
 
 clean:

@@ -4,12 +4,14 @@
     ros2 launch clustvit_ros clustvit.launch.py namespace:=front merge_budget:=0.5 device:=cuda dtype:=fp16
 
 Outputs: <namespace>/<node_name>/{mask,mask_color,overlay,stats,gflops,latency_ms} and /diagnostics.
-Empty checkpoint/merge_budget/device/dtype/compressed keep the value of the params file (or the
+Empty checkpoint/merge_budget/device/dtype/compressed/threads keep the value of the params file (or the
 node's default); a value given here overrides it.
 """
+from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
+from launch.logging import get_logger
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
@@ -29,6 +31,22 @@ def _flag(name, value):
     raise ValueError(f"launch argument {name} must be true or false, got '{value}'")
 
 
+def _number(name, value, kind):
+    try:
+        return kind(value)
+    except ValueError:
+        what = 'an integer' if kind is int else 'a number'
+        raise ValueError(f"launch argument {name} must be {what}, got '{value}'") from None
+
+
+def _installed(package):
+    try:
+        get_package_prefix(package)
+    except PackageNotFoundError:
+        return False
+    return True
+
+
 def _absolute(topic, namespace):
     if topic.startswith('/'):
         return topic
@@ -46,10 +64,9 @@ def _launch_setup(context):
         if arg(key):
             overrides[key] = arg(key)
     if arg('merge_budget'):
-        try:
-            overrides['merge_budget'] = float(arg('merge_budget'))
-        except ValueError:
-            raise ValueError(f"launch argument merge_budget must be a number, got '{arg('merge_budget')}'")
+        overrides['merge_budget'] = _number('merge_budget', arg('merge_budget'), float)
+    if arg('threads'):
+        overrides['threads'] = _number('threads', arg('threads'), int)
     if arg('compressed'):
         overrides['compressed'] = _flag('compressed', arg('compressed'))
     parameters = [arg('params_file')] if arg('params_file') else []
@@ -63,16 +80,26 @@ def _launch_setup(context):
         output='screen', emulate_tty=True)]
 
     if _flag('rviz', arg('rviz')):
-        node_fqn = _absolute(name, namespace)
-        actions.append(Node(
-            package='rviz2', executable='rviz2', name='rviz_' + name, namespace=namespace,
-            arguments=['-d', arg('rviz_config')],
-            parameters=[{'use_sim_time': sim_time}],
-            remappings=[(RVIZ_CAMERA_TOPIC, _absolute(camera_topic, namespace)),
-                        (RVIZ_NODE + '/mask_color', node_fqn + '/mask_color'),
-                        (RVIZ_NODE + '/overlay', node_fqn + '/overlay')],
-            output='log'))
+        if _installed('rviz2'):
+            actions.append(_rviz(name, namespace, camera_topic, sim_time, arg('rviz_config')))
+        else:  # a headless robot: the node still runs
+            get_logger('clustvit.launch').warning(
+                'rviz:=true but rviz2 is not installed: going on without it '
+                '(install ros-$ROS_DISTRO-rviz2, or pass rviz:=false)')
     return actions
+
+
+def _rviz(name, namespace, camera_topic, sim_time, config):
+    """rviz2 showing the camera and the node's outputs; config/clustvit.rviz names the default topics."""
+    node_fqn = _absolute(name, namespace)
+    return Node(
+        package='rviz2', executable='rviz2', name='rviz_' + name, namespace=namespace,
+        arguments=['-d', config],
+        parameters=[{'use_sim_time': sim_time}],
+        remappings=[(RVIZ_CAMERA_TOPIC, _absolute(camera_topic, namespace)),
+                    (RVIZ_NODE + '/mask_color', node_fqn + '/mask_color'),
+                    (RVIZ_NODE + '/overlay', node_fqn + '/overlay')],
+        output='log')
 
 
 def generate_launch_description():
@@ -89,6 +116,8 @@ def generate_launch_description():
         ('device', '', 'auto, cpu, cuda or cuda:N; empty = the params file'),
         ('dtype', '', 'fp32, fp16 or bf16; empty = the params file'),
         ('compressed', '', 'true: segment <camera_topic>/compressed (JPEG/PNG); empty = the params file'),
+        ('threads', '', 'CPU inference threads; empty = the params file (1 per node when several nodes '
+         'share a small CPU)'),
         ('use_sim_time', 'false', 'Use /clock (bag replay with --clock)'),
         ('rviz', 'false', 'Also start rviz2 showing the camera, the coloured mask and the overlay'),
         ('rviz_config', PathJoinSubstitution([share, 'config', 'clustvit.rviz']), 'rviz2 config'),

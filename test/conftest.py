@@ -1,8 +1,9 @@
 """Test harness: loopback-only DDS on a domain of this run's own, per-test rclpy contexts.
 
 The environment is fixed here, before any test module imports rclpy, so no discovery traffic ever
-leaves loopback (``ROS_LOCALHOST_ONLY`` is ignored by Kilted) and concurrent runs do not see each
-other. Child processes started by tests inherit these variables.
+leaves loopback (``ROS_AUTOMATIC_DISCOVERY_RANGE`` from Iron on, ``ROS_LOCALHOST_ONLY`` on Humble;
+Kilted ignores the latter, Jazzy honours it with a deprecation warning) and concurrent runs do not
+see each other. Child processes started by tests inherit these variables.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-os.environ.pop("ROS_LOCALHOST_ONLY", None)
+os.environ["ROS_LOCALHOST_ONLY"] = "1"
 os.environ["ROS_DOMAIN_ID"] = os.environ.get("CLUSTVIT_TEST_DOMAIN_ID") or str(1 + os.getpid() % 100)
 os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds.xml"))
 if not os.environ.get("AMENT_PREFIX_PATH"):

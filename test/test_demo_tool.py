@@ -8,7 +8,7 @@ import sys
 
 from mcap.reader import make_reader
 
-from support.launch_eval import REPO
+from support.processes import REPO
 from support.models import make_checkpoint
 
 

@@ -1,124 +1,177 @@
-"""demo.launch.py run the way launch_ros would run it, without `launch`: real processes over real DDS.
+"""Every launch file, for real: `ros2 launch clustvit_ros FILE` with the arguments a user passes.
 
-The launch file is evaluated (test/support/launch_eval.py) and every node it starts, except rviz2,
-is started as launch_ros does: the installed executable with `--ros-args -r __node:= -r __ns:=`,
-its params files, its parameter dicts written to a `/**:` YAML, its remappings and environment.
-Then the demo camera must feed the node, the rviz config's topics must be the ones the running
-processes publish, a live merge_budget change must apply, and SIGINT must end both with code 0.
+Each launch runs in its own process group; a test participant feeds the camera topic the launch
+file remaps the node to (the demo feeds itself), and every node must publish a mask for that
+image, carry the parameters its launch file and params file give it, and run with the Fast DDS
+profile the launch sets. Then Ctrl-C (SIGINT to the whole group, as a terminal sends it) must end
+every process cleanly with exit code 0 within launch's 5 s, also when pressed again and again.
 """
 from __future__ import annotations
 
 import os
-import sys
-import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import rclpy
-import yaml
+from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 from rclpy.context import Context
-from sensor_msgs.msg import Image
 
-from support import processes
-from support.launch_eval import NodeSpec, evaluate
+from support.installed import share
+from support.launch_run import Launch
 from support.models import make_checkpoint
-from support.ros_harness import Harness
-
-LIB = Path(sys.prefix) / "lib"
-
-
-def launch_ros_argv(node: NodeSpec, tmp_path: Path) -> list[str]:
-    """The command line launch_ros builds for `node`."""
-    executable = LIB / node.package / node.executable
-    assert executable.is_file(), f"{executable} is not installed (run make setup)"
-    argv = [str(executable), *node.arguments, "--ros-args"]
-    if node.name:
-        argv += ["-r", f"__node:={node.name}"]
-    argv += ["-r", f"__ns:={node.namespace}"]
-    for i, entry in enumerate(node.parameters):
-        if isinstance(entry, dict):
-            path = tmp_path / f"{node.name}_params_{i}.yaml"
-            path.write_text(yaml.safe_dump({"/**": {"ros__parameters": entry}}))
-            entry = path
-        argv += ["--params-file", str(entry)]
-    for source, target in node.remappings:
-        argv += ["-r", f"{source}:={target}"]
-    return argv
+from support.processes import REPO
+from support.ros2_tools import requires_ros2
+from support.ros_harness import Harness, rgb_image
 
 
-@pytest.fixture
-def demo_launch(tmp_path):
-    checkpoint = make_checkpoint(tmp_path / "tiny.safetensors")
-    launched = evaluate("demo.launch.py", {"rviz": "true", "rate": "8.0", "checkpoint": str(checkpoint)})
-    specs = [n for n in launched.nodes if n.package != "rviz2"]
-    procs = {}
+
+def _installed(package: str) -> bool:
     try:
-        for spec in specs:
-            procs[spec.executable] = processes.start(
-                launch_ros_argv(spec, tmp_path), env={**os.environ, **spec.environment})
-        yield launched, procs
-    finally:
-        for proc in procs.values():
-            processes.stop(proc)
+        get_package_prefix(package)
+    except PackageNotFoundError:
+        return False
+    return True
 
 
-def test_demo_launch_runs_end_to_end(demo_launch):
-    launched, procs = demo_launch
-    [camera_spec] = launched.nodes_of("clustvit_ros", "demo_camera")
-    [node_spec] = launched.nodes_of("clustvit_ros", "clustvit_node")
-    [rviz] = launched.nodes_of("rviz2", "rviz2")
-    assert node_spec.environment["FASTDDS_DEFAULT_PROFILES_FILE"].endswith("config/fastdds.xml")
+HAVE_RVIZ2 = _installed("rviz2")
 
-    context = Context()
-    rclpy.init(context=context)
-    harness = Harness(context, node_spec.fqn, outputs=("stats", "overlay", "mask_color"))
-    frames = []
-    harness.node.create_subscription(Image, "/camera/image_raw", lambda m: frames.append((m, time.time())), 10)
-    try:
-        def alive():
-            for name, proc in procs.items():
-                if proc.poll() is not None:
-                    raise AssertionError(f"{name} exited with {proc.returncode}:\n{proc.stdout.read()}")
-            return True
 
-        def processed_frames_seen():
-            seen = {(m.header.stamp.sec, m.header.stamp.nanosec) for m, _ in list(frames)}
-            return seen & {(s.header.stamp.sec, s.header.stamp.nanosec) for s in harness.messages("stats")}
+@dataclass(frozen=True)
+class Case:
+    arguments: dict[str, str]
+    nodes: dict[str, str | None]  # node -> camera topic the test feeds (None: the launch has a camera)
+    parameters: dict[str, dict] = field(default_factory=dict)  # node -> expected parameter values
+    fastdds: bool = True
+    warning: str | None = None  # logged exactly once
 
-        harness.wait_for(lambda: alive() and len(harness.messages("stats")) >= 3 and processed_frames_seen(),
-                         120.0, "FrameStats for the demo camera's images")
-        harness.wait_for(lambda: harness.messages("overlay") and harness.messages("mask_color"), 30.0,
-                         "overlay and mask_color")
 
-        # the camera: stamped now, with its frame_id, at the configured size
-        image, received = frames[-1]
-        stamp = image.header.stamp.sec + image.header.stamp.nanosec * 1e-9
-        assert abs(received - stamp) < 5.0
-        assert image.header.frame_id == "camera_optical_frame"
-        assert (image.width, image.height, image.encoding) == (480, 360, "rgb8")
-        stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m, _ in frames]
-        assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
-        # the node processed the camera's frames (outputs carry the input header): waited for above
-        stats = harness.messages("stats")
-        assert all(s.header.frame_id == "camera_optical_frame" and s.gflops > 0 for s in stats)
+CASES = {
+    "clustvit.launch.py": Case(
+        {"camera_topic": "/cam/image", "namespace": "robot", "node_name": "seg", "merge_budget": "0.25",
+         "device": "cpu", "dtype": "bf16", "log_level": "debug"},
+        {"/robot/seg": "/cam/image"},
+        {"/robot/seg": {"merge_budget": 0.25, "device": "cpu", "dtype": "bf16", "use_sim_time": False}}),
+    "usb_camera.launch.py": Case({}, {"/clustvit": "/image_raw"}),
+    "realsense.launch.py": Case({}, {"/clustvit": "/camera/camera/color/image_raw"}),
+    "zed.launch.py": Case({}, {"/clustvit": "/zed/zed_node/rgb/color/rect/image"}),
+    "oak.launch.py": Case({"fastdds": "false"}, {"/clustvit": "/oak/rgb/image_raw"}, fastdds=False),
+    "jetson.launch.py": Case({"camera_topic": "/camera/camera/color/image_raw"},
+                             {"/clustvit": "/camera/camera/color/image_raw"},
+                             {"/clustvit": {"device": "cuda", "dtype": "fp16"}}),  # runs on the CPU here
+    "bag_replay.launch.py": Case({"camera_topic": "/camera/image_raw"}, {"/clustvit": "/camera/image_raw"},
+                                 {"/clustvit": {"use_sim_time": True, "qos_reliability": "reliable"}}),
+    # rviz:=true by default: without rviz2 one warning and the rest runs (with it, no display in a test)
+    "demo.launch.py": Case({"rviz": "false"} if HAVE_RVIZ2 else {}, {"/clustvit": None},
+                           {"/clustvit": {"qos_reliability": "reliable"}},
+                           warning=None if HAVE_RVIZ2 else "rviz:=true but rviz2 is not installed: going on without it"),
+    "two_cameras.launch.py": Case(
+        {"front_topic": "/front/image_raw", "rear_topic": "/rear/image_raw", "rear_merge_budget": "0.5"},
+        {"/front/clustvit": "/front/image_raw", "/rear/clustvit": "/rear/image_raw"},
+        {"/front/clustvit": {"threads": 1, "merge_budget": 1.0},
+         "/rear/clustvit": {"threads": 1, "merge_budget": 0.5}}),
+}
 
-        # rviz: after the launch's remappings its topics are what these processes publish
-        node_topics = {t for t, _ in harness.node.get_publisher_names_and_types_by_node(
-            node_spec.name, node_spec.namespace)}
-        camera_topics = {t for t, _ in harness.node.get_publisher_names_and_types_by_node(
-            camera_spec.name, camera_spec.namespace)}
-        shown = {dict(rviz.remappings).get(t, t) for t in ("/camera/image_raw", "/clustvit/mask_color",
-                                                          "/clustvit/overlay")}
-        assert shown <= node_topics | camera_topics, (shown, node_topics, camera_topics)
 
-        # a live budget change through the parameter service applies to the next frames
-        assert harness.set(merge_budget=0.0)[0].successful
-        count = len(harness.messages("stats"))
-        harness.wait_for(lambda: any(s.merge_budget == 0.0 and s.dense
-                                     for s in harness.messages("stats")[count:]), 30.0, "a dense frame")
-    finally:
-        harness.close()
-        rclpy.shutdown(context=context)
-    for name, proc in procs.items():
-        code, output = processes.stop(proc)
-        assert code == 0, f"{name} exited with {code} on SIGINT:\n{output}"
+def test_every_launch_file_is_run():
+    assert set(CASES) == {p.name for p in (REPO / "launch").glob("*.launch.py")}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+
+
+def _environment() -> dict:
+    """The test's environment (loopback DDS, own domain) without the Fast DDS profile, which the
+    launch files set themselves."""
+    return {k: v for k, v in os.environ.items() if k != "FASTDDS_DEFAULT_PROFILES_FILE"}
+
+
+def _process_environment(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def _check_node(launch: Launch, harness: Harness, topic: str | None, stamp: tuple[int, int], case: Case) -> None:
+    """The node answers, publishes a mask for the image fed to `topic` (or its camera's), has its parameters."""
+    harness.wait_for(lambda: launch.running() and harness.params.wait_for_services(0.5), 90.0,
+                     f"{harness.fqn}'s parameter services")
+    if topic is None:  # the demo camera: config/demo_camera.yaml's size and frame_id
+        mask = harness.wait_for(lambda: launch.running() and harness.messages("mask"), 60.0, f"{harness.fqn}/mask")[0]
+        assert (mask.width, mask.height, mask.header.frame_id) == (480, 360, "camera_optical_frame")
+    else:
+        harness.wait_for(lambda: launch.running() and harness.image_pub.get_subscription_count(), 60.0,
+                         f"{harness.fqn} to subscribe to {topic}")
+        image = rgb_image(48, 64, seed=stamp[0])
+        mask = harness.output_for("mask", stamp, 60.0, republish=lambda: harness.publish(image, stamp))
+        assert (mask.width, mask.height, mask.encoding) == (64, 48, "mono8")
+    expected = case.parameters.get(harness.fqn, {})
+    assert dict(zip(expected, harness.get(*expected))) == expected
+
+
+def _run(launch_file: str, checkpoint: Path, context: Context, log: Path, presses: int = 1) -> Launch:
+    """Launch, check every node, press Ctrl-C `presses` times; returns the exited launch."""
+    case = CASES[launch_file]
+    arguments = {**case.arguments, "checkpoint": str(checkpoint)}
+    with Launch(launch_file, arguments, log, env=_environment()) as launch:
+        harnesses = [Harness(context, fqn, outputs=("mask",), image_topic=topic)
+                     for fqn, topic in case.nodes.items()]
+        try:
+            for i, (harness, topic) in enumerate(zip(harnesses, case.nodes.values())):
+                _check_node(launch, harness, topic, (100 + i, 0), case)
+        finally:
+            for harness in harnesses:
+                harness.close()
+        nodes = [pid for name, pid in launch.pids().items() if name.startswith("clustvit_node")]
+        assert len(nodes) == len(case.nodes)
+        for pid in nodes:
+            profile = _process_environment(pid).get("FASTDDS_DEFAULT_PROFILES_FILE")
+            assert profile == (str(share() / "config" / "fastdds.xml") if case.fastdds else None)
+        if case.warning:
+            assert launch.output.count(case.warning) == 1, launch.output
+        launch.ctrl_c(presses, gap=0.02)
+    return launch
+
+
+@requires_ros2
+@pytest.mark.parametrize("launch_file", CASES)
+def test_launch_file_runs_and_stops_on_ctrl_c(launch_file, checkpoint, rclpy_context, tmp_path):
+    _run(launch_file, checkpoint, rclpy_context, tmp_path / "launch.log").assert_clean_exit()
+
+
+NODE_DIES_ON_A_SECOND_SIGNAL = (
+    "node-side defect (ros/node.py, issue 13 item 4): a second SIGINT that reaches clustvit_node while "
+    "it shuts down escapes as KeyboardInterrupt from close() or destroy_node() (traceback; with the "
+    "worker thread still in torch: 'terminate called without an active exception', exit code -6), or "
+    "kills it once rclpy.try_shutdown() and the interpreter's exit have put SIGINT back to the "
+    "default (exit code -2); launch reports 'process has died'")
+
+
+@requires_ros2
+@pytest.mark.xfail(strict=True, reason=NODE_DIES_ON_A_SECOND_SIGNAL)
+@pytest.mark.parametrize("launch_file", ["demo.launch.py", "two_cameras.launch.py"])
+def test_ctrl_c_again_and_again_still_ends_everything_cleanly(launch_file, checkpoint, rclpy_context, tmp_path):
+    """Ctrl-C every 20 ms until everything has exited (a second press always lands mid-shutdown)."""
+    launch = _run(launch_file, checkpoint, rclpy_context, tmp_path / "launch.log", presses=500)
+    for name, pid in launch.pids().items():  # the defect is the node's: everything else copes
+        if not name.startswith("clustvit_node"):
+            assert f"process has finished cleanly [pid {pid}]" in launch.output, launch.output
+    launch.assert_clean_exit()
+
+
+@requires_ros2
+@pytest.mark.parametrize("launch_file,arguments,reason", [
+    ("realsense.launch.py", {"driver": "true"}, "package 'realsense2_camera' not found"),
+    ("zed.launch.py", {"driver": "true"}, "package 'zed_wrapper' not found"),
+    ("oak.launch.py", {"driver": "true"}, "package 'depthai_ros_driver' not found"),
+    ("usb_camera.launch.py", {"driver": "usb_cam"}, "package 'usb_cam' not found"),
+    ("usb_camera.launch.py", {"driver": "gstreamer"}, 'provided value "gstreamer" is not valid'),
+    ("clustvit.launch.py", {"merge_budget": "half"}, "merge_budget must be a number, got 'half'"),
+    ("clustvit.launch.py", {"threads": "1.5"}, "threads must be an integer, got '1.5'"),
+    ("clustvit.launch.py", {"rviz": "maybe"}, "rviz must be true or false, got 'maybe'"),
+], ids=lambda v: v if isinstance(v, str) and v.endswith(".py") else None)
+def test_launch_refuses_what_it_cannot_do_before_starting_anything(launch_file, arguments, reason, tmp_path):
+    """A driver that is not installed or a bad argument stops the launch with the reason, nothing started."""
+    with Launch(launch_file, arguments, tmp_path / "launch.log") as launch:
+        assert launch.proc.wait(60) != 0
+        assert reason in launch.output and "process started" not in launch.output, launch.output

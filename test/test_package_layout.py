@@ -75,6 +75,20 @@ def test_generated_message_and_our_modules_share_one_package():
     assert result.stdout.strip() == "ok", result.stderr
 
 
+def test_package_xml_declares_every_ros_package_the_node_and_launch_files_import():
+    """rosdep installs what package.xml names: a ROS package imported but not declared is missing on
+    a robot. (The message build's own dependencies are checked by the build itself.)"""
+    from ament_index_python.packages import get_packages_with_prefixes
+
+    root = ET.parse(REPO / "package.xml").getroot()
+    declared = {e.text for e in root if e.tag in ("depend", "exec_depend")}
+    sources = [*(REPO / "clustvit_ros" / "ros").glob("*.py"), *(REPO / "launch").glob("*.launch.py")]
+    imported = {name.split(".")[0] for path in sources for name in _imports(path)}
+    ros_packages = imported & set(get_packages_with_prefixes()) - {"clustvit_ros"}
+    assert {"rclpy", "sensor_msgs", "std_msgs"} <= ros_packages  # the index knows the ROS packages
+    assert ros_packages <= declared, f"imported but not in package.xml: {sorted(ros_packages - declared)}"
+
+
 def test_versions_agree():
     xml_version = ET.parse(REPO / "package.xml").getroot().findtext("version")
     cfg = configparser.ConfigParser()

@@ -13,8 +13,9 @@ demo.launch.py rviz:=false` starts, with the same parameter files), records thei
                     `clustvit bag out/demo.mcap again.mcap --topic /camera/image_raw/compressed`)
     logs/           the output of the camera and the node
 
-and prints a summary table. Every process runs with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, a
-ROS_DOMAIN_ID of this run's own and config/fastdds.xml; children are stopped (SIGINT, then SIGKILL)
+and prints a summary table. Every process runs with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and
+ROS_LOCALHOST_ONLY=1 (loopback only on every distro), a ROS_DOMAIN_ID of this run's own and
+config/fastdds.xml; children are stopped (SIGINT, then SIGKILL)
 whatever happens.
 """
 from __future__ import annotations
@@ -61,8 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def configure_environment(args) -> dict:
     """Loopback-only DDS on a domain of our own, large-image Fast DDS profile; before rclpy loads."""
     env = os.environ
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    env.pop("ROS_LOCALHOST_ONLY", None)
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # Iron and later
+    env["ROS_LOCALHOST_ONLY"] = "1"  # Humble (Kilted ignores it)
     env["ROS_DOMAIN_ID"] = str(args.domain_id or random.SystemRandom().randint(1, 100))
     env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(REPO / "config" / "fastdds.xml")
     env.setdefault("AMENT_PREFIX_PATH", sys.prefix)
@@ -119,19 +120,23 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     configure_environment(args)
     sys.path.insert(0, str(REPO))
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+
     from clustvit_ros.runtime.packaged import default_checkpoint
 
-    checkpoint = Path(args.checkpoint or default_checkpoint(Path(sys.prefix) / "share" / "clustvit_ros"))
+    try:  # where `ros2 run` looks: the venv (make setup), a colcon workspace or /opt/ros
+        prefix = Path(get_package_prefix("clustvit_ros"))
+    except PackageNotFoundError:
+        print("error: clustvit_ros is not installed; run `make setup` first (or source its workspace)",
+              file=sys.stderr)
+        return 2
+    checkpoint = Path(args.checkpoint or default_checkpoint(prefix / "share" / "clustvit_ros"))
     if not checkpoint.is_file():
         print(f"error: model {checkpoint} does not exist. The packaged default model is made by the "
               "training pipeline; until it is there, run `make demo CHECKPOINT=path/to/model.safetensors`.",
               file=sys.stderr)
         return 2
-    lib = Path(sys.prefix) / "lib" / "clustvit_ros"
-    for exe in ("demo_camera", "clustvit_node"):
-        if not (lib / exe).is_file():
-            print(f"error: {lib / exe} is not installed; run `make setup` first", file=sys.stderr)
-            return 2
+    lib = prefix / "lib" / "clustvit_ros"
 
     out = args.out
     (out / "logs").mkdir(parents=True, exist_ok=True)

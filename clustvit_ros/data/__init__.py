@@ -3,43 +3,31 @@ scenes, pseudo-cluster targets and transforms.
 
 Sample convention: ``dataset[i] -> (image uint8 (3, H, W) RGB tensor, mask int64 (H, W) tensor)``,
 255 = ignore; see :mod:`clustvit_ros.data.datasets`.
+
+The names below are imported on first use (PEP 562), so a torch-free submodule (``palettes``,
+``synthetic_render``: what the demo camera needs) imports without loading torch.
 """
 from __future__ import annotations
 
-import os
-from typing import Callable
+import importlib
 
-from .datasets import (FolderDataset, SegmentationDataset, export_folder, read_classes_file,
-                       write_classes_file)
-from .formats import ADE20K, SUIM, CamVid, Cityscapes, RumexWeeds
-from .palettes import CLASS_INFOS, IGNORE_INDEX, ClassInfo, colorize, get_class_info
-from .synthetic import SyntheticScenes, render_scene, save_preview
-from .targets import pseudo_cluster_targets
-from .transforms import eval_pipeline, sliding_windows, train_pipeline
-
-__all__ = [
-    "ADE20K", "CamVid", "Cityscapes", "SUIM", "RumexWeeds", "FolderDataset", "SyntheticScenes",
-    "SegmentationDataset", "ClassInfo", "CLASS_INFOS", "IGNORE_INDEX", "DATASETS",
-    "build_dataset", "colorize", "get_class_info", "export_folder", "read_classes_file",
-    "write_classes_file", "render_scene", "save_preview", "pseudo_cluster_targets",
-    "train_pipeline", "eval_pipeline", "sliding_windows",
-]
-
-#: Dataset name -> class, for configs and the CLI.
-DATASETS = {"ade20k": ADE20K, "camvid": CamVid, "cityscapes": Cityscapes, "suim": SUIM, "rumexweeds": RumexWeeds,
-            "folder": FolderDataset, "synthetic": SyntheticScenes}
+_EXPORTS = {
+    "FolderDataset": "datasets", "SegmentationDataset": "datasets", "export_folder": "datasets",
+    "read_classes_file": "datasets", "write_classes_file": "datasets",
+    "ADE20K": "formats", "CamVid": "formats", "Cityscapes": "formats", "SUIM": "formats", "RumexWeeds": "formats",
+    "CLASS_INFOS": "palettes", "IGNORE_INDEX": "palettes", "ClassInfo": "palettes",
+    "colorize": "palettes", "get_class_info": "palettes",
+    "SyntheticScenes": "synthetic", "save_preview": "synthetic", "render_scene": "synthetic_render",
+    "pseudo_cluster_targets": "targets",
+    "train_pipeline": "transforms", "eval_pipeline": "transforms", "sliding_windows": "transforms",
+    "DATASETS": "registry", "build_dataset": "registry",
+}
+__all__ = list(_EXPORTS)
 
 
-def build_dataset(name: str, root: str | os.PathLike | None = None, split: str = "train",
-                  transform: Callable | None = None, seed: int = 0, **kwargs) -> SegmentationDataset:
-    """Build a dataset by name. ``synthetic`` ignores ``root`` and takes ``length`` (default
-    1000) and ``size``; every other format needs ``root``."""
-    key = name.lower()
-    if key not in DATASETS:
-        raise KeyError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
-    if key == "synthetic":
-        return SyntheticScenes(kwargs.pop("length", 1000), split=split, transform=transform,
-                               seed=seed, **kwargs)
-    if root is None:
-        raise ValueError(f"dataset {name!r} needs a root folder")
-    return DATASETS[key](root, split, transform, seed, **kwargs)
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value

@@ -10,22 +10,25 @@ across it, so the stream moves like a camera turning over a field, then cuts to 
 from __future__ import annotations
 
 import math
-import signal
 import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 
+from ..data.synthetic_render import render_scene
 from ..runtime.packaged import SAMPLE_FRAMES, share_path
 from .image_codec import numpy_to_image, rgb8_to_compressed
 from .params import ParamSpec, descriptor
 from .share import share_dirs
+from .stop_signal import StopSignal
 
 NODE_NAME = "demo_camera"
 SYNTHETIC_SIZE = (640, 480)  # width, height of synthetic scenes when width/height are 0
@@ -62,8 +65,6 @@ class SyntheticSource:
     """Rendered robot scenes; a window pans across each (rendered twice as wide) and back."""
 
     def __init__(self, width: int, height: int, scenes: int, frames_per_scene: int, seed: int, log=None):
-        from ..data.synthetic import render_scene  # torch-free, but not needed for other sources
-
         self.width, self.frames_per_scene = width, frames_per_scene
         if log:
             log(f"rendering {scenes} synthetic scene(s) of {2 * width}x{height}")
@@ -197,30 +198,42 @@ class DemoCamera(Node):
         self.published += 1
 
 
-def main(args: list[str] | None = None) -> int:
-    """Entry point of `ros2 run clustvit_ros demo_camera`; `args` go to rclpy (--ros-args ...)."""
-    rclpy.init(args=args)
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+def main(args: list[str] | None = None, stop: StopSignal | None = None) -> int:
+    """Entry point of `ros2 run clustvit_ros demo_camera`; `args` go to rclpy (--ros-args ...).
+
+    SIGINT/SIGTERM only set `stop` (the script installs it before its imports), which the loop
+    polls, and are ignored once the camera is ending, so any number of them at any moment ends it
+    with code 0. rclpy gets a context of its own and installs no signal handlers.
+    """
+    stop = stop or StopSignal().install()
+    context = Context()
+    rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.NO)
     try:
-        node = DemoCamera()
+        node = DemoCamera(context=context)
     except (SourceError, OSError, ValueError) as exc:
         rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
-        rclpy.try_shutdown()
-        return 1
-    code = 0
+        code = 1
+    else:
+        code = _publish_until_stopped(node, stop)
+    stop.ignore_further()
+    rclpy.try_shutdown(context=context)
+    return code
+
+
+def _publish_until_stopped(node: DemoCamera, stop: StopSignal) -> int:
+    """Spin `node` until `stop` or the end of its source; destroys it. Returns the exit code."""
+    executor = SingleThreadedExecutor(context=node.context)
+    executor.add_node(node)
     try:
-        while rclpy.ok() and not node.finished:
-            rclpy.spin_once(node, timeout_sec=0.25)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        while not stop.requested and not node.finished:
+            executor.spin_once(timeout_sec=0.1)
     except SourceError as exc:
         node.get_logger().fatal(str(exc))
-        code = 1
+        return 1
     finally:
+        executor.shutdown()
         node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+    return 0
 
 
 if __name__ == "__main__":

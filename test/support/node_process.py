@@ -5,16 +5,15 @@ import contextlib
 import itertools
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import rclpy
 from rclpy.context import Context
 
 from . import processes
+from .installed import executable
 from .ros_harness import Harness
 
-NODE_EXECUTABLE = Path(sys.prefix) / "lib" / "clustvit_ros" / "clustvit_node"
+NODE_EXECUTABLE = executable("clustvit_node")
 _count = itertools.count()
 
 

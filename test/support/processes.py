@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,3 +42,56 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 15.0
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
     return proc.returncode, out or ""
+
+
+def start_logged(argv: list[str], log: Path, **kwargs) -> subprocess.Popen:
+    """Start `argv` in its own process group with stdout and stderr going to the file `log`.
+
+    A file, not a pipe: a chatty process (ros2 launch) never blocks on a full pipe, and the test can
+    read what it has written so far while it runs.
+    """
+    kwargs.setdefault("stdin", subprocess.DEVNULL)
+    with open(log, "wb") as out:
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **kwargs)
+
+
+def wait_for_text(proc: subprocess.Popen, log: Path, text: str, timeout: float) -> None:
+    """Until `text` appears in `log`; fails if `proc` exits first or `timeout` s pass."""
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text(errors="replace"):
+        if proc.poll() is not None:
+            raise AssertionError(f"exited with {proc.returncode} before printing {text!r}:\n{log.read_text()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {text!r} within {timeout} s:\n{log.read_text()}")
+        time.sleep(0.02)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL whatever is left of `proc`'s process group (a test's last resort)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of process group `pgid` still exists."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def ctrl_c(proc: subprocess.Popen, timeout: float = 15.0) -> int | None:
+    """SIGINT to `proc`'s whole process group, as a terminal's Ctrl-C; its exit code, or None when it
+    had to be killed after `timeout` s."""
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+    except ProcessLookupError:
+        pass
+    if wait_exit(proc, timeout):
+        return proc.returncode
+    kill_group(proc)
+    return None
