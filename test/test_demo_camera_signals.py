@@ -25,7 +25,9 @@ def _handles_sigterm(pid: int) -> bool:
 
 
 def _start_camera(log: Path):
-    return processes.start_logged([str(executable("demo_camera")), "--ros-args", "-p", "rate:=30.0"], log)
+    """The synthetic source: it has the slow rendering moment, and its renderer must stay torch-free."""
+    return processes.start_logged([str(executable("demo_camera")), "--ros-args", "-p", "rate:=30.0",
+                                   "-p", "source:=synthetic"], log)
 
 
 @pytest.mark.parametrize("sequence", SEQUENCES)
