@@ -274,14 +274,10 @@ def _progress(total, args):
 
 
 def print_summary(summary: Summary, seconds: float, args) -> None:
+    from ..runtime.percentile import percentile
+
     def mean(values):
         return sum(values) / len(values) if values else math.nan
-
-    def pct(values, q):
-        if not values:
-            return math.nan
-        ordered = sorted(values)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
     g, d = mean(summary.gflops), mean(summary.dense_gflops)
     saved = 100.0 * (1.0 - g / d) if d > 0 else math.nan
@@ -294,7 +290,7 @@ def print_summary(summary: Summary, seconds: float, args) -> None:
         ("bad images skipped", f"{summary.errors}" + (f" (first: {summary.first_error})" if summary.errors else "")),
         ("GFLOPs / frame", f"{g:.3f} (dense {d:.3f}, {saved:.1f} % saved)"),
         ("kept tokens / frame", f"{mean(summary.kept):.0f} of {mean(summary.patches):.0f}"),
-        ("latency / frame", f"mean {mean(summary.latency_ms):.1f} ms, p95 {pct(summary.latency_ms, 0.95):.1f} ms"),
+        ("latency / frame", f"mean {mean(summary.latency_ms):.1f} ms, p95 {percentile(summary.latency_ms, 95):.1f} ms"),
         ("messages copied", str(summary.copied)),
     ]
     rows += [(f"wrote {topic}", str(count)) for topic, count in summary.written.items()]

@@ -21,6 +21,7 @@ import torch
 from ..model.budget import MergeBudget
 from ..model.checkpoints import read_metadata
 from ..runtime.engine import RESIZE_POLICIES, Segmenter
+from ..runtime.percentile import percentile
 from .config import DATASETS, DataConfig, load_config
 from .data import val_dataset
 from .metrics import ConfusionMatrix
@@ -95,11 +96,6 @@ def evaluate(segmenter: Segmenter, dataset, budget: MergeBudget = MergeBudget(),
         dense_gflops=dense_gf / n, latency_p50_ms=percentile(latency, 50),
         latency_p95_ms=percentile(latency, 95), kept_mean=statistics.fmean(kept),
         merged_mean=statistics.fmean(merged), dense_frames=dense_frames / n)
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Linear-interpolated percentile (numpy's default)."""
-    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
 
 
 # -- command line (shared with sweep) -----------------------------------------------------------
