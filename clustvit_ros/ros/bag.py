@@ -11,8 +11,8 @@ log and publish times) plus, for each image, under ``<topic>/clustvit/`` (``--pr
     stats       clustvit_ros/msg/FrameStats what the frame cost (GFLOPs, latency, tokens)
 
 each with the image's header and log time, so ``ros2 bag play`` and Foxglove show them in step.
-FrameStats here: ``latency_ms`` is decode + engine + output encoding, ``queue_ms`` is 0 and
-``stamp_age_ms`` NaN (nothing waits or travels offline).
+FrameStats as the node fills them (``runtime.frame``), except that ``queue_ms`` is 0 and
+``stamp_age_ms`` NaN: nothing waits or travels offline.
 
 This module imports only argparse at import time (the ``clustvit`` command loads it for its help);
 running it needs mcap, mcap-ros2-support, the ROS message packages' ``.msg`` files and torch.
@@ -152,7 +152,7 @@ def process_bag(source: Path, args) -> tuple[Summary, float]:
 
     engine, checkpoint = _open_engine(args)
     from ..model.budget import MergeBudget
-    from ..runtime.labels import blend, colorize
+    from ..runtime.frame import Frame, FrameTimes
     from .image_codec import ImageDecodeError, compressed_to_rgb8, to_rgb8
 
     budget = MergeBudget(args.budget, args.bias)
@@ -199,7 +199,7 @@ def process_bag(source: Path, args) -> tuple[Summary, float]:
             if channel.id != image_channel.id:
                 continue
             progress.update(1)
-            t0 = time.monotonic()
+            started = time.monotonic()
             msg = decode_image(message.data)
             try:
                 rgb = compressed_to_rgb8(msg) if compressed else to_rgb8(msg)
@@ -207,31 +207,29 @@ def process_bag(source: Path, args) -> tuple[Summary, float]:
                 summary.errors += 1
                 summary.first_error = summary.first_error or f"log time {message.log_time}: {exc}"
                 continue
-            if not rgb.flags.writeable:  # a view of the decoded bytes; torch wants writable memory
-                rgb = rgb.copy()
-            result = engine.run(rgb, budget)
+            decoded = time.monotonic()
+            frame = Frame(rgb, engine.run(rgb, budget), engine.palette)
+            segmented = time.monotonic()
             header = {"stamp": {"sec": msg.header.stamp.sec, "nanosec": msg.header.stamp.nanosec},
                       "frame_id": msg.header.frame_id}
-            out = {"mask": _image(header, result.labels, "mono8")}
-            if "mask_color" in wanted or "overlay" in wanted:
-                colour = colorize(result.labels, engine.palette)
-                if "mask_color" in wanted:
-                    out["mask_color"] = _image(header, colour, "rgb8")
-                if "overlay" in wanted:
-                    out["overlay"] = _image(header, blend(rgb, colour, args.alpha), "rgb8")
+            out = {"mask": _image(header, frame.mask, "mono8")}
+            if "mask_color" in wanted:
+                out["mask_color"] = _image(header, frame.colour, "rgb8")
+            if "overlay" in wanted:
+                out["overlay"] = _image(header, frame.overlay(args.alpha), "rgb8")
             encoded = {name: encoders[name](value) for name, value in out.items()}
-            latency_ms = (time.monotonic() - t0) * 1e3
-            encoded["stats"] = encoders["stats"](_stats(header, result, latency_ms, budget))
+            times = FrameTimes.from_marks(started, started, decoded, segmented, time.monotonic())
+            encoded["stats"] = encoders["stats"]({"header": header, **frame.stats(times, budget, 0)})
             for name, data in encoded.items():
                 writer.add_message(out_channels[name], message.log_time, data, message.publish_time,
                                    summary.frames)
                 summary.written[f"{prefix}/{name}"] += 1
             summary.frames += 1
-            summary.gflops.append(result.gflops)
-            summary.dense_gflops.append(result.dense_gflops)
-            summary.latency_ms.append(latency_ms)
-            summary.kept.append(result.stats.kept_tokens[0])
-            summary.patches.append(result.stats.patch_tokens)
+            summary.gflops.append(frame.result.gflops)
+            summary.dense_gflops.append(frame.result.dense_gflops)
+            summary.latency_ms.append(times.latency_ms)
+            summary.kept.append(frame.result.stats.kept_tokens[0])
+            summary.patches.append(frame.result.stats.patch_tokens)
         progress.close()
         writer.finish()
     summary.checkpoint = checkpoint
@@ -243,16 +241,6 @@ def _image(header: dict, array, encoding: str) -> dict:
     channels = 1 if array.ndim == 2 else array.shape[2]
     return {"header": header, "height": height, "width": width, "encoding": encoding,
             "is_bigendian": 0, "step": width * channels, "data": array.tobytes()}
-
-
-def _stats(header: dict, result, latency_ms: float, budget) -> dict:
-    s = result.stats
-    return {"header": header, "gflops": result.gflops, "dense_gflops": result.dense_gflops,
-            "latency_ms": latency_ms, "queue_ms": 0.0, "preprocess_ms": result.preprocess_ms,
-            "inference_ms": result.inference_ms, "postprocess_ms": result.postprocess_ms,
-            "stamp_age_ms": math.nan, "patch_tokens": s.patch_tokens, "kept_tokens": s.kept_tokens[0],
-            "merged_tokens": s.merged_tokens[0], "clusters_used": s.clusters_used[0], "dense": s.dense[0],
-            "merge_budget": budget.merge_budget, "merge_bias": budget.merge_bias, "frames_dropped": 0}
 
 
 class _NoProgress:

@@ -31,12 +31,12 @@ from clustvit_ros.msg import FrameStats
 
 from ..model.budget import MergeBudget
 from ..runtime.engine import Segmenter
-from ..runtime.labels import blend, colorize
+from ..runtime.frame import Frame, FrameTimes
 from ..runtime.packaged import default_checkpoint
 from .image_codec import ImageDecodeError, compressed_to_rgb8, numpy_to_image, to_rgb8
 from .latest_slot import LatestSlot
 from .params import PARAMETERS, LiveSettings, check, descriptor
-from .stats import DiagnosticsWindow, FrameTimes, frame_stats
+from .stats import DiagnosticsWindow
 
 NODE_NAME = "clustvit"
 LOG_THROTTLE_S = 5.0
@@ -172,33 +172,27 @@ class ClustViTNode(Node):
                                f"{torch.get_num_threads()} inference threads")
 
     def _process(self, msg: Image | CompressedImage, received: float, settings: LiveSettings) -> None:
-        start = time.monotonic()
+        started = time.monotonic()
         rgb = compressed_to_rgb8(msg, self._max_pixels) if self._compressed else to_rgb8(msg, self._max_pixels)
         decoded = time.monotonic()
-        result = self.engine.run(rgb, MergeBudget(settings.merge_budget, settings.merge_bias))
-        outputs = time.monotonic()
+        budget = MergeBudget(settings.merge_budget, settings.merge_bias)
+        frame = Frame(rgb, self.engine.run(rgb, budget), self.engine.palette)
+        segmented = time.monotonic()
         header = msg.header
-        self._pub_mask.publish(numpy_to_image(result.labels, "mono8", header))
-        want_color = settings.publish_mask_color and self._pub_color.get_subscription_count() > 0
-        want_overlay = settings.publish_overlay and self._pub_overlay.get_subscription_count() > 0
-        if want_color or want_overlay:
-            colour = colorize(result.labels, self.engine.palette)
-            if want_color:
-                self._pub_color.publish(numpy_to_image(colour, "rgb8", header))
-            if want_overlay:
-                self._pub_overlay.publish(
-                    numpy_to_image(blend(rgb, colour, settings.overlay_alpha), "rgb8", header))
-        done = time.monotonic()
-        times = FrameTimes(queue_ms=(start - received) * 1e3, decode_ms=(decoded - start) * 1e3,
-                           output_ms=(done - outputs) * 1e3, latency_ms=(done - received) * 1e3,
-                           stamp_age_ms=self._stamp_age_ms(header))
-        self._pub_stats.publish(frame_stats(header, result, times, settings, self._slot.dropped))
+        self._pub_mask.publish(numpy_to_image(frame.mask, "mono8", header))
+        if settings.publish_mask_color and self._pub_color.get_subscription_count() > 0:
+            self._pub_color.publish(numpy_to_image(frame.colour, "rgb8", header))
+        if settings.publish_overlay and self._pub_overlay.get_subscription_count() > 0:
+            self._pub_overlay.publish(numpy_to_image(frame.overlay(settings.overlay_alpha), "rgb8", header))
+        times = FrameTimes.from_marks(received, started, decoded, segmented, time.monotonic(),
+                                      self._stamp_age_ms(header))
+        self._pub_stats.publish(FrameStats(header=header, **frame.stats(times, budget, self._slot.dropped)))
         if settings.publish_plot_topics:
             if self._pub_gflops.get_subscription_count() > 0:
-                self._pub_gflops.publish(Float32(data=float(result.gflops)))
+                self._pub_gflops.publish(Float32(data=float(frame.result.gflops)))
             if self._pub_latency.get_subscription_count() > 0:
                 self._pub_latency.publish(Float32(data=float(times.latency_ms)))
-        self._diag.add_frame(times, result.gflops)
+        self._diag.add_frame(times, frame.result.gflops)
 
     def _stamp_age_ms(self, header) -> float:
         if header.stamp.sec == 0 and header.stamp.nanosec == 0:

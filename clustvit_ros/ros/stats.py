@@ -1,4 +1,4 @@
-"""FrameStats messages and the /diagnostics status built from what the node measured."""
+"""The /diagnostics status built from what the node measured."""
 from __future__ import annotations
 
 import math
@@ -6,37 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
-from std_msgs.msg import Header
 
-from clustvit_ros.msg import FrameStats
-
-from ..runtime.engine import Result
-from .params import LiveSettings
-
-
-@dataclass(frozen=True)
-class FrameTimes:
-    """Host-side times of one frame, in ms, next to the engine's own stage timings."""
-
-    queue_ms: float       # received -> worker took it
-    decode_ms: float      # message -> RGB array
-    output_ms: float      # colourise, overlay, message building and publishing
-    latency_ms: float     # received -> last output published
-    stamp_age_ms: float   # publish time minus header.stamp (NaN when the stamp is zero)
-
-
-def frame_stats(header: Header, result: Result, times: FrameTimes, settings: LiveSettings,
-                dropped: int) -> FrameStats:
-    """The FrameStats of one single-image forward, stamped with the image's header."""
-    s = result.stats
-    return FrameStats(
-        header=header, gflops=result.gflops, dense_gflops=result.dense_gflops,
-        latency_ms=times.latency_ms, queue_ms=times.queue_ms,
-        preprocess_ms=times.decode_ms + result.preprocess_ms, inference_ms=result.inference_ms,
-        postprocess_ms=result.postprocess_ms + times.output_ms, stamp_age_ms=times.stamp_age_ms,
-        patch_tokens=s.patch_tokens, kept_tokens=s.kept_tokens[0], merged_tokens=s.merged_tokens[0],
-        clusters_used=s.clusters_used[0], dense=s.dense[0],
-        merge_budget=settings.merge_budget, merge_bias=settings.merge_bias, frames_dropped=dropped)
+from ..runtime.frame import FrameTimes
 
 
 @dataclass
