@@ -9,7 +9,7 @@ from clustvit_ros.model.budget import MergeBudget
 from clustvit_ros.model.checkpoints import CheckpointError
 from clustvit_ros.runtime.device import resolve_device, resolve_dtype
 from clustvit_ros.runtime.engine import Segmenter, model_input_size
-from clustvit_ros.runtime.labels import LabelsError, blend, colorize
+from clustvit_ros.data.palettes import LabelsError
 from support.models import CLASSES, make_checkpoint
 
 
@@ -99,20 +99,11 @@ def test_labels_file_overrides_names_and_palette(checkpoint, tmp_path):
     labels.write_text("classes:\n" + "".join(f"  - {{name: c{i}, color: [{i}, {2 * i}, {3 * i}]}}\n"
                                             for i in range(4)))
     engine = Segmenter(checkpoint, device="cpu", labels_file=labels)
-    assert engine.class_names == ("c0", "c1", "c2", "c3")
-    np.testing.assert_array_equal(engine.palette[3], [3, 6, 9])
+    assert engine.classes.names == ("c0", "c1", "c2", "c3")
+    np.testing.assert_array_equal(engine.classes.palette[3], [3, 6, 9])
     labels.write_text("classes:\n  - {name: only, color: [1, 2, 3]}\n")
     with pytest.raises(LabelsError, match="lists 1 classes but the model has 4"):
         Segmenter(checkpoint, device="cpu", labels_file=labels)
-
-
-def test_colorize_and_blend():
-    palette = np.array([[0, 0, 0], [255, 0, 0]], dtype=np.uint8)
-    labels = np.array([[0, 1]], dtype=np.uint8)
-    colour = colorize(labels, palette)
-    np.testing.assert_array_equal(colour, [[[0, 0, 0], [255, 0, 0]]])
-    image = np.full((1, 2, 3), 100, dtype=np.uint8)
-    np.testing.assert_array_equal(blend(image, colour, 0.5)[0, 1], [178, 50, 50])
 
 
 def test_engine_labels_equal_the_model_forward(engine):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from support.models import make_checkpoint
 def frame(tmp_path_factory):
     engine = Segmenter(make_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors"), device="cpu")
     rgb = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
-    return Frame(rgb, engine.run(rgb, MergeBudget(0.5, 1.0)), engine.palette)
+    return Frame(rgb, engine.run(rgb, MergeBudget(0.5, 1.0)), engine.classes.palette)
 
 
 def test_colour_and_overlay_are_the_palette_and_the_blend(frame):
@@ -39,3 +40,13 @@ def test_stats_fill_every_framestats_field_and_the_message_accepts_them(frame):
     assert math.isnan(msg.stamp_age_ms) and msg.frames_dropped == 7
     assert (msg.merge_budget, msg.merge_bias) == (0.5, 1.0)
     assert msg.patch_tokens == msg.kept_tokens + msg.merged_tokens
+
+
+def test_every_class_id_of_a_model_is_coloured_even_255():
+    """Frames colour model outputs: 255 is a class there (a 256-class model), not the dataset ignore id."""
+    from clustvit_ros.data.palettes import default_palette
+
+    palette = default_palette(256)
+    labels = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    frame = Frame(np.zeros((16, 16, 3), np.uint8), SimpleNamespace(labels=labels), palette)
+    np.testing.assert_array_equal(frame.colour, palette[labels])

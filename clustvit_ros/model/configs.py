@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ..data.palettes import default_palette
+
 # name -> (embed_dim, depth, num_heads, mlp_hidden, cluster_hidden, training image side)
 # Paper / official configs (CLUSTVIT.md §1.1); the odd cluster widths are the released values.
 VARIANTS: dict[str, tuple[int, int, int, int, int, int]] = {
@@ -16,20 +18,6 @@ VARIANTS: dict[str, tuple[int, int, int, int, int, int]] = {
 }
 _DIM_FIELDS = ("embed_dim", "depth", "num_heads", "mlp_hidden", "cluster_hidden")
 HEADS = ("mask", "linear")
-
-
-def default_palette(n: int) -> tuple[tuple[int, int, int], ...]:
-    """The PASCAL VOC bit-interleaved colour map (class 0 black), distinct for any ``n < 2**24``."""
-    colours = []
-    for i in range(n):
-        r = g = b = 0
-        for shift in range(7, -1, -1):
-            r |= (i & 1) << shift
-            g |= ((i >> 1) & 1) << shift
-            b |= ((i >> 2) & 1) << shift
-            i >>= 3
-        colours.append((r, g, b))
-    return tuple(colours)
 
 
 @dataclass(frozen=True)
@@ -79,7 +67,7 @@ class ClustViTConfig:
         if not self.class_names:
             setf("class_names", tuple(f"class_{i}" for i in range(self.num_classes)))
         if not self.palette:
-            setf("palette", default_palette(self.num_classes))
+            setf("palette", tuple(map(tuple, default_palette(self.num_classes).tolist())))
         self._validate()
 
     def _validate(self) -> None:

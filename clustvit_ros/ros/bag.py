@@ -208,7 +208,7 @@ def process_bag(source: Path, args) -> tuple[Summary, float]:
                 summary.first_error = summary.first_error or f"log time {message.log_time}: {exc}"
                 continue
             decoded = time.monotonic()
-            frame = Frame(rgb, engine.run(rgb, budget), engine.palette)
+            frame = Frame(rgb, engine.run(rgb, budget), engine.classes.palette)
             segmented = time.monotonic()
             header = {"stamp": {"sec": msg.header.stamp.sec, "nanosec": msg.header.stamp.nanosec},
                       "frame_id": msg.header.frame_id}

@@ -176,7 +176,7 @@ class ClustViTNode(Node):
         rgb = compressed_to_rgb8(msg, self._max_pixels) if self._compressed else to_rgb8(msg, self._max_pixels)
         decoded = time.monotonic()
         budget = MergeBudget(settings.merge_budget, settings.merge_bias)
-        frame = Frame(rgb, self.engine.run(rgb, budget), self.engine.palette)
+        frame = Frame(rgb, self.engine.run(rgb, budget), self.engine.classes.palette)
         segmented = time.monotonic()
         header = msg.header
         self._pub_mask.publish(numpy_to_image(frame.mask, "mono8", header))

@@ -12,13 +12,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.palettes import ClassInfo, read_labels_file
 from ..model.budget import MergeBudget
 from ..model.checkpoints import load_checkpoint
 from ..model.flops import dense_gflops, frame_gflops
 from ..model.segmentor import TokenStats
 from .device import resolve_device, resolve_dtype
 from .label_map import upsample_argmax
-from .labels import load_labels
 from .timing import StageClock
 
 RESIZE_POLICIES = ("fixed", "keep_aspect", "none")
@@ -70,11 +70,8 @@ class Segmenter:
         self.config = self.model.config
         self.resize = resize
         self.input_size = tuple(input_size) if input_size else tuple(self.config.img_size)
-        if labels_file:
-            self.class_names, self.palette = load_labels(labels_file, self.config.num_classes)
-        else:
-            self.class_names = tuple(self.config.class_names)
-            self.palette = np.asarray(self.config.palette, dtype=np.uint8).reshape(-1, 3)
+        self.classes = (read_labels_file(labels_file, self.config.num_classes) if labels_file else
+                        ClassInfo(self.checkpoint.stem, self.config.class_names, np.array(self.config.palette)))
         self._mean = torch.tensor(self.config.mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(self.config.std, device=self.device).view(1, 3, 1, 1)
         self._dense_gflops: dict[tuple[int, int], float] = {}

@@ -10,9 +10,9 @@ from functools import cached_property
 import cv2
 import numpy as np
 
+from ..data.palettes import colorize
 from ..model.budget import MergeBudget
 from .engine import Result
-from .labels import colorize
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class Frame:
     @cached_property
     def colour(self) -> np.ndarray:
         """HxWx3 uint8 RGB: every pixel in its class's colour."""
-        return colorize(self.result.labels, self.palette)
+        return colorize(self.result.labels, self.palette, ignore_index=None)
 
     def overlay(self, alpha: float) -> np.ndarray:
         """HxWx3 uint8 RGB: (1 - alpha) * image + alpha * colour mask."""

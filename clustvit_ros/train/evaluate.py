@@ -91,7 +91,7 @@ def evaluate(segmenter: Segmenter, dataset, budget: MergeBudget = MergeBudget(),
     n = len(gflops)
     return EvalResult(
         merge_budget=budget.merge_budget, merge_bias=budget.merge_bias, images=n,
-        miou=matrix.miou(), iou=dict(zip(segmenter.class_names, matrix.iou())),
+        miou=matrix.miou(), iou=dict(zip(segmenter.classes.names, matrix.iou())),
         gflops_mean=statistics.fmean(gflops), gflops_std=statistics.pstdev(gflops),
         dense_gflops=dense_gf / n, latency_p50_ms=percentile(latency, 50),
         latency_p95_ms=percentile(latency, 95), kept_mean=statistics.fmean(kept),
