@@ -113,3 +113,13 @@ def test_engine_labels_equal_the_model_forward(engine):
     with torch.inference_mode():
         expected = engine.model(x).logits.argmax(1)[0].numpy()
     np.testing.assert_array_equal(engine.run(image).labels, expected)
+
+
+def test_engine_and_training_forward_share_normalisation_and_padding_geometry(checkpoint):
+    """An input that is not a multiple of 16: the engine's labels are the training forward's argmax."""
+    engine = Segmenter(checkpoint, device="cpu", resize="none")
+    image = _image(37, 61, seed=3)
+    rgb = torch.from_numpy(image).permute(2, 0, 1)[None]
+    with torch.inference_mode():
+        expected = engine.model(engine.model.normalize(rgb)).logits.argmax(1)[0].numpy()
+    np.testing.assert_array_equal(engine.run(image).labels, expected)

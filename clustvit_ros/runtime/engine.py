@@ -16,6 +16,7 @@ from ..data.palettes import ClassInfo, read_labels_file
 from ..model.budget import MergeBudget
 from ..model.checkpoints import load_checkpoint
 from ..model.flops import dense_gflops, frame_gflops
+from ..model.pixels import Normalize
 from ..model.segmentor import TokenStats
 from .device import resolve_device, resolve_dtype
 from .label_map import upsample_argmax
@@ -72,8 +73,7 @@ class Segmenter:
         self.input_size = tuple(input_size) if input_size else tuple(self.config.img_size)
         self.classes = (read_labels_file(labels_file, self.config.num_classes) if labels_file else
                         ClassInfo(self.checkpoint.stem, self.config.class_names, np.array(self.config.palette)))
-        self._mean = torch.tensor(self.config.mean, device=self.device).view(1, 3, 1, 1)
-        self._std = torch.tensor(self.config.std, device=self.device).view(1, 3, 1, 1)
+        self._normalize = Normalize(self.config, self.device)
         self._dense_gflops: dict[tuple[int, int], float] = {}
 
     @torch.inference_mode()
@@ -114,7 +114,7 @@ class Segmenter:
         x = src.to(self.device, non_blocking=True).permute(2, 0, 1).unsqueeze(0).float()
         if tuple(x.shape[-2:]) != size:
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-        return ((x - self._mean) / self._std).to(self.dtype)
+        return self._normalize(x).to(self.dtype)
 
 
 def check_resize_policy(resize: str) -> None:

@@ -11,8 +11,12 @@ either class may win, as in the reference, whose kernel rounds differently per c
 """
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
+
+from ..model.pixels import logits_to_pixels
 
 ROUNDING_SLACK = 16  # in units of the dtype's epsilon, relative to the largest logit magnitude
 # Below this many classes the check costs more than it saves (the default model's 8 classes: 7.7
@@ -44,26 +48,16 @@ def upsample_argmax(patch_logits: torch.Tensor, padded_hw: tuple[int, int], mode
                     prune_from: int | None = PRUNE_FROM_CLASSES) -> torch.Tensor:
     """Class ids (H, W) uint8 at the image's resolution from (1, C, h, w) patch-level logits.
 
-    The logits are upsampled bilinearly to the padded model input, cropped to the unpadded part and
-    resized to the image (one interpolation when no padding is involved). Bilinear interpolation
+    The logits are mapped onto the image by :func:`~clustvit_ros.model.pixels.logits_to_pixels`
+    (bilinear to the padded model input, cropped, resized to the image). Bilinear interpolation
     acts on each class separately, so classes are processed in chunks of at most `max_elements`
     output values with a running max; ties keep the lower class id, as argmax does. Classes are
     pruned first when there are at least `prune_from` (None: never, the benchmarks' reference).
     """
-    single = padded_hw == model_hw
-
-    def up(chunk: torch.Tensor) -> torch.Tensor:
-        if single:
-            return F.interpolate(chunk, size=image_hw, mode="bilinear", align_corners=False)
-        chunk = F.interpolate(chunk, size=padded_hw, mode="bilinear", align_corners=False)
-        chunk = chunk[..., :model_hw[0], :model_hw[1]]
-        if model_hw == image_hw:
-            return chunk
-        return F.interpolate(chunk, size=image_hw, mode="bilinear", align_corners=False)
-
+    up = partial(logits_to_pixels, padded_hw=padded_hw, input_hw=model_hw, out_hw=image_hw)
     class_ids = None
     if prune_from is not None and patch_logits.shape[1] >= prune_from:
-        kept = winnable_classes(patch_logits, window=2 if single else 3)
+        kept = winnable_classes(patch_logits, window=2 if padded_hw == model_hw else 3)
         if len(kept) < patch_logits.shape[1]:
             class_ids, patch_logits = kept, patch_logits.index_select(1, kept)
     classes = patch_logits.shape[1]
