@@ -1,6 +1,6 @@
 """Model level: dense ViT vs ClustViT, side by side, batch 1, through the runtime engine.
 
-Every frame goes through ``runtime.engine.Segmenter.run`` -- what the node runs on the robot -- on
+Every frame goes through ``runtime.engine.Engine.run`` -- what the node runs on the robot -- on
 one synthetic robot scene. Each model runs the dense path (merge budget 0: the plain ViT + head, the
 Cluster module skipped) and ClustViT with a merge count forced by a large ``merge_bias`` (every
 token wants to merge) and capped by the budget: budget b merges exactly floor(b * P) of the P patch
@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import report  # noqa: E402
 from clustvit_ros.data.synthetic import render_scene  # noqa: E402
 from clustvit_ros.model import ClustViT, ClustViTConfig, MergeBudget, save_checkpoint  # noqa: E402
-from clustvit_ros.runtime.engine import Segmenter  # noqa: E402
+from clustvit_ros.runtime.engine import Engine  # noqa: E402
 from clustvit_ros.runtime.label_map import upsample_argmax, winnable_classes  # noqa: E402
 from clustvit_ros.runtime.packaged import default_checkpoint  # noqa: E402
 
@@ -112,7 +112,7 @@ def scene(size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def measure(seg: Segmenter, rgb: np.ndarray, settings: list[Setting], warmup: int, iters: int) -> None:
+def measure(seg: Engine, rgb: np.ndarray, settings: list[Setting], warmup: int, iters: int) -> None:
     """Run every setting warmup + iters times, interleaved in a rotating order."""
     n = len(settings)
     for i in range(warmup + iters):
@@ -130,7 +130,7 @@ def measure(seg: Segmenter, rgb: np.ndarray, settings: list[Setting], warmup: in
 
 
 @torch.inference_mode()
-def measure_label_map(seg: Segmenter, rgb: np.ndarray, iters: int) -> LabelMapTiming:
+def measure_label_map(seg: Engine, rgb: np.ndarray, iters: int) -> LabelMapTiming:
     """Time the engine's label-map step with and without class pruning, interleaved, on the
     dense path's logits for this scene (merging changes the logits little, the step not at all)."""
     x = seg.model.pad_to_patches(seg._preprocess(rgb, rgb.shape[:2]))
@@ -158,7 +158,7 @@ def settings_for(budgets: list[float], bias: float, trained: bool) -> list[Setti
 
 def run_model(name: str, checkpoint: Path, size: tuple[int, int], device: str, dtype: str,
               args, trained: bool) -> ModelRun:
-    seg = Segmenter(checkpoint, device=device, dtype=dtype, input_size=size, resize="fixed")
+    seg = Engine(checkpoint, device=device, dtype=dtype, input_size=size, resize="fixed")
     for w in seg.warnings:
         print(f"warning: {w}", file=sys.stderr)
     rgb = scene(size)
@@ -241,7 +241,7 @@ def section(groups: dict[tuple[str, str], list[ModelRun]], pngs: dict[tuple[str,
             args, missing_default: str | None) -> str:
     out = ["## Model level: dense ViT vs ClustViT (`benchmarks/bench_model.py`)", "",
            f"Measured {report.stamp()} with `{report.command_line()}`. Path: the runtime engine "
-           "(`Segmenter.run`, what the node runs), one synthetic robot scene, batch 1. "
+           "(`Engine.run`, what the node runs), one synthetic robot scene, batch 1. "
            f"ViT-T/S/B: random weights, {args.classes} classes, {args.head} head, k=3, ip=3; merging "
            f"is forced with merge_bias {args.bias:g} so the budget cap sets how many of the P patch "
            "tokens merge at block ip. The trained default model also runs its own decision. "

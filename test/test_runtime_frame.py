@@ -10,14 +10,14 @@ from std_msgs.msg import Header
 
 from clustvit_ros.model.budget import MergeBudget
 from clustvit_ros.msg import FrameStats
-from clustvit_ros.runtime.engine import Segmenter
+from clustvit_ros.runtime.engine import Engine
 from clustvit_ros.runtime.frame import Frame, FrameTimes
 from support.models import make_checkpoint
 
 
 @pytest.fixture(scope="module")
 def frame(tmp_path_factory):
-    engine = Segmenter(make_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors"), device="cpu")
+    engine = Engine(make_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors"), device="cpu")
     rgb = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
     return Frame(rgb, engine.run(rgb, MergeBudget(0.5, 1.0)), engine.classes.palette)
 

@@ -1,7 +1,7 @@
 """``clustvit bag IN.mcap OUT.mcap --topic /camera/image_raw``: segment the images of a ROS 2 bag.
 
 Reads a ROS 2 MCAP bag (rosbag2's default storage since Iron; ``ros2 bag convert`` makes one from
-sqlite3), runs ``runtime.Segmenter`` on every message of the image topic (sensor_msgs/Image or
+sqlite3), runs ``runtime.Engine`` on every message of the image topic (sensor_msgs/Image or
 CompressedImage) and writes a bag holding all original messages unchanged (same schemas, channels,
 log and publish times) plus, for each image, under ``<topic>/clustvit/`` (``--prefix``):
 
@@ -105,11 +105,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _open_engine(args):
-    from ..runtime.engine import Segmenter
+    from ..runtime.engine import Engine
     from ..runtime.packaged import default_checkpoint
 
     checkpoint = args.checkpoint or str(default_checkpoint())
-    engine = Segmenter(checkpoint, device=args.device, dtype=args.dtype,
+    engine = Engine(checkpoint, device=args.device, dtype=args.dtype,
                        input_size=tuple(args.input_size) if args.input_size else None,
                        resize=args.resize, labels_file=args.labels_file or None)
     for warning in engine.warnings:

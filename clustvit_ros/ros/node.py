@@ -1,7 +1,7 @@
 """The ClustViT node: camera images in; masks, overlay, FrameStats and diagnostics out.
 
 The node is thin. The subscription callback only puts the message into a one-slot mailbox; a worker
-thread decodes it, runs `runtime.Segmenter` with the live merge budget and publishes. Every output
+thread decodes it, runs `runtime.Engine` with the live merge budget and publishes. Every output
 carries the input's header. Parameters are validated in the set-parameters callback and swapped in
 as one immutable value, so a change applies to the next frame with no lock around the model.
 """
@@ -30,7 +30,7 @@ from std_msgs.msg import Float32
 from clustvit_ros.msg import FrameStats
 
 from ..model.budget import MergeBudget
-from ..runtime.engine import Segmenter
+from ..runtime.engine import Engine
 from ..runtime.frame import Frame, FrameTimes
 from ..runtime.packaged import default_checkpoint
 from .image_codec import ImageDecodeError, compressed_to_rgb8, numpy_to_image, to_rgb8
@@ -66,9 +66,9 @@ class ClustViTNode(Node):
 
         checkpoint = p["checkpoint"] or str(default_checkpoint(*_share_dirs()))
         try:
-            self.engine = Segmenter(checkpoint, device=p["device"], dtype=p["dtype"],
-                                    input_size=tuple(p["input_size"]) if p["input_size"][0] else None,
-                                    resize=p["resize"], labels_file=p["labels_file"] or None)
+            self.engine = Engine(checkpoint, device=p["device"], dtype=p["dtype"],
+                                 input_size=tuple(p["input_size"]) if p["input_size"][0] else None,
+                                 resize=p["resize"], labels_file=p["labels_file"] or None)
         except (OSError, ValueError) as exc:
             raise StartupError(str(exc)) from exc
         for warning in self.engine.warnings:

@@ -1,7 +1,9 @@
 """The inference engine: an RGB image in, a label map and what the frame cost out.
 
-The node, the offline tools (image folders, video, bags) and the benchmarks all run frames through
-`Segmenter.run`, so what is measured is what runs on the robot.
+The node, ``clustvit bag``, evaluation (``clustvit eval``/``sweep``, training's periodic check) and the
+benchmarks all run frames through `Engine.run`, so what is measured is what runs on the robot.
+(The Segmenter of the ClustViT paper is the architecture, whose mask-transformer head is in
+``model/heads.py``; this is the engine that runs it.)
 """
 from __future__ import annotations
 
@@ -56,7 +58,7 @@ def model_input_size(image_hw: tuple[int, int], policy: str, input_size: tuple[i
     return h, w
 
 
-class Segmenter:
+class Engine:
     """A checkpoint loaded on a device, ready to segment RGB frames one at a time."""
 
     def __init__(self, checkpoint: str | Path, device: str = "auto", dtype: str = "fp32",

@@ -30,7 +30,7 @@ from ..model.budget import MergeBudget
 from ..model.checkpoints import check_state_dict, load_checkpoint, save_checkpoint
 from ..model.configs import ClustViTConfig
 from ..model.segmentor import ClustViT
-from ..runtime.engine import Segmenter
+from ..runtime.engine import Engine
 from .config import TrainConfig, load_config
 from .data import train_dataset, val_dataset
 from .distributed import DistInfo, all_mean, barrier, init_distributed
@@ -258,7 +258,7 @@ def _evaluate(checkpoint: Path, val, device: torch.device, resize: str,
               step: int) -> dict[str, Any]:
     """The saved weights through the engine at the default budget, leaving the RNGs untouched."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        seg = Segmenter(checkpoint, device=str(device), resize=resize)
+        seg = Engine(checkpoint, device=str(device), resize=resize)
         r = evaluate(seg, val, MergeBudget(), warmup=1)
     return {"step": step, "eval": True, "miou": r.miou, "iou": r.iou, "gflops_mean": r.gflops_mean,
             "gflops_std": r.gflops_std, "dense_gflops": r.dense_gflops, "kept_mean": r.kept_mean,
