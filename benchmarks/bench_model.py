@@ -40,6 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import report  # noqa: E402
 from clustvit_ros.data.synthetic import render_scene  # noqa: E402
 from clustvit_ros.model import ClustViT, ClustViTConfig, MergeBudget, save_checkpoint  # noqa: E402
+from clustvit_ros.model.configs import HEADS  # noqa: E402
+from clustvit_ros.runtime.choices import DTYPE_NAMES  # noqa: E402
 from clustvit_ros.runtime.engine import Engine  # noqa: E402
 from clustvit_ros.runtime.label_map import upsample_argmax, winnable_classes  # noqa: E402
 from clustvit_ros.runtime.packaged import default_checkpoint  # noqa: E402
@@ -90,7 +92,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--variants", nargs="*", default=["tiny", "small", "base"], choices=list(LABELS))
     p.add_argument("--size", type=int, default=512, help="input side of the variants (default 512)")
     p.add_argument("--classes", type=int, default=150, help="classes of the variants (ADE20K: 150)")
-    p.add_argument("--head", default="mask", choices=["mask", "linear"])
+    p.add_argument("--head", default="mask", choices=HEADS)
     p.add_argument("--budgets", type=float, nargs="+", default=[0.25, 0.5, 0.75],
                    help="forced merge shares (default 0.25 0.5 0.75)")
     p.add_argument("--bias", type=float, default=100.0, help="merge_bias that makes every token merge")
@@ -98,8 +100,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=3, help="untimed iterations per setting (default 3)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     p.add_argument("--cpu-dtypes", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
-    p.add_argument("--cuda-dtypes", nargs="+", default=["fp32", "fp16", "bf16"],
-                   choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--cuda-dtypes", nargs="+", default=list(DTYPE_NAMES),
+                   choices=DTYPE_NAMES)
     p.add_argument("--no-cuda", action="store_true", help="skip the GPU even when there is one")
     p.add_argument("--default-model", type=Path, help="default: the packaged clustvit_default model")
     p.add_argument("--no-default", action="store_true", help="skip the default model")

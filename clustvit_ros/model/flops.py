@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from .configs import VARIANTS, ClustViTConfig
+from .configs import HEADS, VARIANTS, ClustViTConfig
 from .segmentor import TokenStats
 
 
@@ -96,7 +96,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--classes", type=int, required=True, metavar="C")
     parser.add_argument("--k", type=int, default=3, help="clusters (0: plain ViT)")
     parser.add_argument("--ip", type=int, default=3, help="injection point (block index)")
-    parser.add_argument("--head", choices=["mask", "linear"], default="mask")
+    parser.add_argument("--head", choices=HEADS, default="mask")
     parser.set_defaults(func=_run)
 
 

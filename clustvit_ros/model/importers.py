@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from .checkpoints import CheckpointError, save_checkpoint
-from .configs import VARIANTS, ClustViTConfig
+from .configs import HEADS, VARIANTS, ClustViTConfig
 from .segmentor import ClustViT
 from .vit import resize_pos_embed
 
@@ -279,7 +279,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ip", type=int, help="injection point (not stored in the weights)")
     p.add_argument("--img-size", type=int, nargs="+", metavar="PX",
                    help="training size H [W]: the position-embedding grid")
-    p.add_argument("--head", choices=["mask", "linear"], help="head for timm backbones")
+    p.add_argument("--head", choices=HEADS, help="head for timm backbones")
     p.add_argument("--seed", type=int, default=0, help="seed for freshly initialised modules")
     p.add_argument("--non-strict", action="store_true",
                    help="save even with unexplained missing/unexpected keys (still listed)")

@@ -14,7 +14,8 @@ each with the image's header and log time, so ``ros2 bag play`` and Foxglove sho
 FrameStats as the node fills them (``runtime.frame``), except that ``queue_ms`` is 0 and
 ``stamp_age_ms`` NaN: nothing waits or travels offline.
 
-This module imports only argparse at import time (the ``clustvit`` command loads it for its help);
+This module imports only argparse and the engine's option names at import time (the ``clustvit``
+command loads it for its help);
 running it needs mcap, mcap-ros2-support, the ROS message packages' ``.msg`` files and torch.
 """
 from __future__ import annotations
@@ -25,6 +26,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..runtime.choices import DTYPE_NAMES, RESIZE_POLICIES
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 OUTPUTS = ("mask", "mask_color", "overlay", "stats")
@@ -43,10 +46,10 @@ def add_parser(subparsers) -> None:
                    help="merge_budget in [0, 1]: 0 = dense, 1 = the model's own decision (default 1)")
     p.add_argument("--bias", type=float, default=0.0, help="merge_bias [logit] (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
+    p.add_argument("--dtype", default="fp32", choices=DTYPE_NAMES)
     p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
                    help="model input size (default: the model's training size)")
-    p.add_argument("--resize", default="fixed", choices=("fixed", "keep_aspect", "none"))
+    p.add_argument("--resize", default="fixed", choices=RESIZE_POLICIES)
     p.add_argument("--labels-file", default="", help="labels YAML for mask_color/overlay colours")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay weight of the mask (default 0.5)")
     p.add_argument("--prefix", default="", help="output topic prefix (default: <topic>/clustvit)")

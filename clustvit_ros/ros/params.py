@@ -12,8 +12,7 @@ from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-from ..runtime.device import DTYPES, check_device_spec
-from ..runtime.engine import RESIZE_POLICIES
+from ..runtime.choices import DTYPE_NAMES, RESIZE_POLICIES, check_device_spec
 
 RELIABILITIES = ("best_effort", "reliable", "system_default")
 
@@ -42,7 +41,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               live=True),
     ParamSpec("checkpoint", "", "Model file (.safetensors); empty = the packaged default model."),
     ParamSpec("device", "auto", "auto, cpu, cuda or cuda:N; a missing GPU falls back to the CPU with a warning."),
-    ParamSpec("dtype", "fp32", "Activation dtype.", choices=tuple(DTYPES)),
+    ParamSpec("dtype", "fp32", "Activation dtype.", choices=DTYPE_NAMES),
     ParamSpec("threads", 0, "CPU threads for inference (torch intra-op); 0 = torch's default, one per "
               "core. On a CPU shared with other busy processes use fewer (1 on 2 cores): idle threads "
               "spin and a busy CPU can make inference many times slower.", range=(0, 1024)),

@@ -1,19 +1,11 @@
 """Choose the device and dtype the engine runs on, degrading to what this machine has."""
 from __future__ import annotations
 
-import re
-
 import torch
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-_DEVICE_SPEC = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+from .choices import DTYPE_NAMES, check_device_spec
 
-
-def check_device_spec(spec: str) -> str | None:
-    """Return why `spec` is not a device spec (auto, cpu, cuda, cuda:N), or None when it is one."""
-    if not _DEVICE_SPEC.match(spec):
-        return f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', not {spec!r}"
-    return None
+DTYPES = dict(zip(DTYPE_NAMES, (torch.float32, torch.float16, torch.bfloat16)))
 
 
 def resolve_device(spec: str) -> tuple[torch.device, list[str]]:

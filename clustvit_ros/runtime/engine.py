@@ -20,12 +20,10 @@ from ..model.checkpoints import load_checkpoint
 from ..model.flops import dense_gflops, frame_gflops
 from ..model.pixels import Normalize
 from ..model.segmentor import TokenStats
+from .choices import RESIZE_POLICIES
 from .device import resolve_device, resolve_dtype
 from .label_map import upsample_argmax
 from .timing import StageClock
-
-RESIZE_POLICIES = ("fixed", "keep_aspect", "none")
-
 
 @dataclass(frozen=True)
 class Result:

@@ -14,9 +14,8 @@ from typing import Any
 
 import yaml
 
-from ..runtime.engine import RESIZE_POLICIES
-
-DATASETS = ("synthetic", "folder", "ade20k", "cityscapes", "suim", "rumexweeds")
+from ..data import DATASETS
+from ..runtime.choices import RESIZE_POLICIES
 
 
 @dataclass
@@ -118,7 +117,7 @@ class TrainConfig:
             if not ok:
                 raise ValueError(f"invalid training config: {why}")
 
-        need(self.data.dataset in DATASETS, f"data.dataset must be one of {DATASETS}")
+        need(self.data.dataset in DATASETS, f"data.dataset must be one of {tuple(DATASETS)}")
         need(self.data.dataset == "synthetic" or bool(self.data.root),
              f"data.root is needed for dataset {self.data.dataset!r}")
         need(self.data.eval_resize in RESIZE_POLICIES,

@@ -18,11 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data import DATASETS
 from ..model.budget import MergeBudget
 from ..model.checkpoints import read_metadata
-from ..runtime.engine import RESIZE_POLICIES, Engine
+from ..runtime.choices import DTYPE_NAMES, RESIZE_POLICIES
+from ..runtime.engine import Engine
 from ..runtime.percentile import percentile
-from .config import DATASETS, DataConfig, load_config
+from .config import DataConfig, load_config
 from .data import val_dataset
 from .metrics import ConfusionMatrix
 
@@ -112,7 +114,7 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--seed", type=int, help="synthetic scene seed")
     engine = parser.add_argument_group("engine")
     engine.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    engine.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
+    engine.add_argument("--dtype", default="fp32", choices=DTYPE_NAMES)
     engine.add_argument("--resize", choices=RESIZE_POLICIES,
                         help="how images are resized to the model input (engine policy; default: "
                              "the recipe's data.eval_resize, else fixed)")
