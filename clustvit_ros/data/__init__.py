@@ -15,14 +15,14 @@ from .formats import ADE20K, SUIM, Cityscapes, RumexWeeds
 from .palettes import CLASS_INFOS, IGNORE_INDEX, ClassInfo, colorize, get_class_info
 from .synthetic import SyntheticScenes, render_scene, save_preview
 from .targets import pseudo_cluster_targets
-from .transforms import eval_pipeline, sliding_windows, train_pipeline
+from .transforms import train_pipeline
 
 __all__ = [
     "ADE20K", "Cityscapes", "SUIM", "RumexWeeds", "FolderDataset", "SyntheticScenes",
     "SegmentationDataset", "ClassInfo", "CLASS_INFOS", "IGNORE_INDEX", "DATASETS",
     "build_dataset", "colorize", "get_class_info", "export_folder", "read_classes_file",
     "write_classes_file", "render_scene", "save_preview", "pseudo_cluster_targets",
-    "train_pipeline", "eval_pipeline", "sliding_windows",
+    "train_pipeline",
 ]
 
 #: Dataset name -> class, for configs and the CLI.

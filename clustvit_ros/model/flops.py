@@ -71,7 +71,7 @@ def image_gflops(config: ClustViTConfig, stats: TokenStats) -> list[float]:
 
 def frame_gflops(config: ClustViTConfig, stats: TokenStats,
                  image_hw: tuple[int, int] | None = None) -> float:
-    """GFLOPs a forward used, summed over its images (sliding windows: one image per window).
+    """GFLOPs a forward used, summed over its images (each counted as if it ran alone).
 
     ``image_hw`` (the input H, W), when given, is checked against the grid in ``stats``.
     """
