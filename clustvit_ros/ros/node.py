@@ -87,9 +87,13 @@ class ClustViTNode(Node):
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p["qos_depth"],
                          reliability=RELIABILITY[p["qos_reliability"]])
         msg_type, topic = (CompressedImage, "image/compressed") if self._compressed else (Image, "image")
+        # Threads: the executor runs the callbacks and the diagnostics timer, the worker the frames.
+        # What they share is guarded or immutable: `_settings` is a frozen LiveSettings replaced
+        # whole, `_slot` and `_diag` take their own locks, `_closing` is an Event; everything
+        # else (engine, publishers, start-up values) is set here and never reassigned.
         self._slot: LatestSlot[tuple[Image | CompressedImage, float]] = LatestSlot()
         self._diag = DiagnosticsWindow()
-        self._closing = False
+        self._closing = threading.Event()
         self.create_subscription(msg_type, topic, self._on_image, qos)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_timer(self._diag_period, self._publish_diagnostics)
@@ -146,7 +150,7 @@ class ClustViTNode(Node):
                 self.engine.release_cached_memory()
                 self._report("processing", f"out of memory on {self.engine.device}, frame skipped: {exc}")
             except Exception as exc:  # a frame that fails must not stop the node
-                if self._closing:
+                if self._closing.is_set():
                     return
                 self._report("processing", f"processing failed: {type(exc).__name__}: {exc}")
 
@@ -205,7 +209,7 @@ class ClustViTNode(Node):
 
     def close(self) -> None:
         """Stop the worker after the frame in flight; call before destroy_node()."""
-        self._closing = True
+        self._closing.set()
         self._slot.close()
         self._worker.join(timeout=30.0)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -11,54 +12,71 @@ from ..runtime.frame import FrameTimes
 
 
 @dataclass
-class DiagnosticsWindow:
-    """What happened since the last /diagnostics message, plus running totals."""
+class _Period:
+    """The figures of one /diagnostics period."""
 
-    processed_total: int = 0
-    errors: Counter = field(default_factory=Counter)
-    last_error: str = ""
-    _frames: int = 0
-    _stamp_ages: list = field(default_factory=list)
-    _latencies: list = field(default_factory=list)
-    _gflops: list = field(default_factory=list)
+    frames: int = 0
+    stamp_ages: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    gflops: list[float] = field(default_factory=list)
+
+
+class DiagnosticsWindow:
+    """What happened since the last /diagnostics message, plus running totals.
+
+    The inference worker adds to it while the executor's timer reads and resets it; one lock
+    guards all of it, so every frame and every error lands in exactly one period.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._period = _Period()
+        self._processed = 0
+        self._errors: Counter[str] = Counter()
+        self._last_error = ""
 
     def add_frame(self, times: FrameTimes, gflops: float) -> None:
-        self.processed_total += 1
-        self._frames += 1
-        if math.isfinite(times.stamp_age_ms):
-            self._stamp_ages.append(times.stamp_age_ms)
-        self._latencies.append(times.latency_ms)
-        self._gflops.append(gflops)
+        with self._lock:
+            self._processed += 1
+            period = self._period
+            period.frames += 1
+            if math.isfinite(times.stamp_age_ms):
+                period.stamp_ages.append(times.stamp_age_ms)
+            period.latencies.append(times.latency_ms)
+            period.gflops.append(gflops)
 
     def add_error(self, kind: str, text: str) -> None:
-        self.errors[kind] += 1
-        self.last_error = text
+        with self._lock:
+            self._errors[kind] += 1
+            self._last_error = text
 
     def status(self, period_s: float, dropped: int, extra: dict[str, str]) -> DiagnosticStatus:
-        """A status for the last `period_s` seconds; resets the per-period figures."""
-        rate = self._frames / period_s if period_s > 0 else 0.0
+        """A status for the last `period_s` seconds; starts the next period."""
+        with self._lock:
+            period, self._period = self._period, _Period()
+            processed, errors, last_error = self._processed, Counter(self._errors), self._last_error
+        rate = period.frames / period_s if period_s > 0 else 0.0
         values = {
             "rate_hz": f"{rate:.2f}",
-            "stamp_age_ms_mean": _mean(self._stamp_ages),
-            "stamp_age_ms_max": f"{max(self._stamp_ages):.1f}" if self._stamp_ages else "nan",
-            "latency_ms_mean": _mean(self._latencies),
-            "gflops_mean": _mean(self._gflops),
-            "frames_processed": str(self.processed_total),
+            "stamp_age_ms_mean": _mean(period.stamp_ages),
+            "stamp_age_ms_max": f"{max(period.stamp_ages):.1f}" if period.stamp_ages else "nan",
+            "latency_ms_mean": _mean(period.latencies),
+            "gflops_mean": _mean(period.gflops),
+            "frames_processed": str(processed),
             "frames_dropped": str(dropped),
-            "input_errors": str(self.errors["input"]),
-            "processing_errors": str(self.errors["processing"]),
-            "last_error": self.last_error,
+            "input_errors": str(errors["input"]),
+            "processing_errors": str(errors["processing"]),
+            "last_error": last_error,
             **extra,
         }
         level, message = DiagnosticStatus.OK, "segmenting"
-        if self.errors:
-            level, message = DiagnosticStatus.WARN, f"{sum(self.errors.values())} bad frames so far"
+        if errors:
+            level, message = DiagnosticStatus.WARN, f"{sum(errors.values())} bad frames so far"
         if extra.get("enabled") == "False":
             message = "disabled"
-        self._frames, self._stamp_ages, self._latencies, self._gflops = 0, [], [], []
         return DiagnosticStatus(level=level, message=message,
                                 values=[KeyValue(key=k, value=v) for k, v in values.items()])
 
 
-def _mean(values: list) -> str:
+def _mean(values: list[float]) -> str:
     return f"{sum(values) / len(values):.2f}" if values else "nan"
