@@ -243,3 +243,27 @@ def test_signal_in_the_middle_of_inference_exits_cleanly(tmp_path, sig):
         code, output = processes.stop(proc, sig)
     assert code == 0, output
     assert "Traceback" not in output
+
+
+def _diagnostics_level(h: Harness) -> tuple[int, str] | None:
+    """(level, input_errors) of the node's newest /diagnostics status."""
+    for array in reversed(h.messages("diagnostics")):
+        for status in array.status:
+            if status.name.startswith(h.fqn):
+                errors = next((kv.value for kv in status.values if kv.key == "input_errors"), "")
+                return int.from_bytes(status.level, "little"), errors
+    return None
+
+
+def test_diagnostics_warn_for_the_period_of_a_bad_frame_then_return_to_ok(checkpoint):
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    warn, ok = (int.from_bytes(v, "little") for v in (DiagnosticStatus.WARN, DiagnosticStatus.OK))
+    with running_node(f"checkpoint:={checkpoint}", "diagnostics_period:=0.2", tag="diaglevel") as (proc, h):
+        truncated = Image(height=8, width=8, encoding="rgb8", step=24, data=bytes(100))
+        h.publish(truncated, (700, 0))
+        h.wait_for(lambda: _diagnostics_level(h) == (warn, "1"), 15, "a WARN status counting the bad frame")
+        h.output_for("mask", (701, 0), republish=lambda: h.publish(rgb_image(), (701, 0)))
+        h.wait_for(lambda: _diagnostics_level(h) == (ok, "1"), 15,
+                   "an OK status once a period passed without bad frames, the total still 1")
+        assert proc.poll() is None

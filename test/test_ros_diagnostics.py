@@ -40,3 +40,16 @@ def test_no_frame_or_error_is_lost_between_the_worker_and_the_timer():
     assert sum(round(float(p["rate_hz"])) for p in periods) == frames
     assert periods[-1]["frames_processed"] == str(frames)
     assert periods[-1]["input_errors"] == str(frames // 10)
+
+
+def test_the_level_warns_for_a_period_with_bad_frames_and_the_totals_stay():
+    window = DiagnosticsWindow()
+    window.add_error("input", "bad input image: truncated data")
+    window.add_frame(TIMES, 1.0)
+    warn = window.status(1.0, 0, {})
+    assert warn.level == warn.WARN and "1 bad frame" in warn.message
+    window.add_frame(TIMES, 1.0)
+    ok = window.status(1.0, 0, {})
+    assert ok.level == ok.OK, ok.message  # nothing bad happened in this period
+    values = _values(ok)
+    assert values["input_errors"] == "1" and "truncated" in values["last_error"]

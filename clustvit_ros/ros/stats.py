@@ -16,6 +16,7 @@ class _Period:
     """The figures of one /diagnostics period."""
 
     frames: int = 0
+    errors: int = 0
     stamp_ages: list[float] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
     gflops: list[float] = field(default_factory=list)
@@ -48,10 +49,14 @@ class DiagnosticsWindow:
     def add_error(self, kind: str, text: str) -> None:
         with self._lock:
             self._errors[kind] += 1
+            self._period.errors += 1
             self._last_error = text
 
     def status(self, period_s: float, dropped: int, extra: dict[str, str]) -> DiagnosticStatus:
-        """A status for the last `period_s` seconds; starts the next period."""
+        """A status for the last `period_s` seconds; starts the next period.
+
+        The level is WARN when that period had bad frames, else OK; the totals stay in the values.
+        """
         with self._lock:
             period, self._period = self._period, _Period()
             processed, errors, last_error = self._processed, Counter(self._errors), self._last_error
@@ -70,8 +75,8 @@ class DiagnosticsWindow:
             **extra,
         }
         level, message = DiagnosticStatus.OK, "segmenting"
-        if errors:
-            level, message = DiagnosticStatus.WARN, f"{sum(errors.values())} bad frames so far"
+        if period.errors:
+            level, message = DiagnosticStatus.WARN, f"{period.errors} bad frame(s) in the last {period_s:g} s"
         if extra.get("enabled") == "False":
             message = "disabled"
         return DiagnosticStatus(level=level, message=message,
