@@ -267,3 +267,26 @@ def test_diagnostics_warn_for_the_period_of_a_bad_frame_then_return_to_ok(checkp
         h.wait_for(lambda: _diagnostics_level(h) == (ok, "1"), 15,
                    "an OK status once a period passed without bad frames, the total still 1")
         assert proc.poll() is None
+
+
+# Hostile inputs of issue 12 ---------------------------------------------------------------------
+
+def test_keep_aspect_strip_is_refused_before_a_model_input_is_made(checkpoint, monkeypatch):
+    """16x100000 with keep_aspect would be a 64x400000 model input (25.6 MP): refused, nothing allocated."""
+    from clustvit_ros.runtime.engine import Engine
+
+    engine = Engine(checkpoint, device="cpu", resize="keep_aspect")
+    monkeypatch.setattr(engine, "_preprocess", lambda *a: pytest.fail("a model input was made"))
+    with pytest.raises(ValueError, match=r"model input 64x400000 .* exceeds"):
+        engine.run(np.zeros((16, 100_000, 3), np.uint8))
+
+
+def test_a_strip_whose_model_input_is_too_narrow_is_a_counted_input_error(checkpoint):
+    """16x5000: 1.3 MP as a model input, but 312:1. The node counts it and keeps segmenting."""
+    with running_node(f"checkpoint:={checkpoint}", "resize:=keep_aspect", "diagnostics_period:=0.2",
+                      tag="strip") as (proc, h):
+        h.publish(rgb_image(16, 5000), (800, 0))
+        h.wait_for(lambda: _diag_int(h, "input_errors") == 1, 30, "the strip counted as an input error")
+        assert "aspect" in h.diagnostics_value("last_error")
+        assert h.output_for("mask", (801, 0), republish=lambda: h.publish(rgb_image(), (801, 0)))
+        assert _diag_int(h, "processing_errors") == 0 and proc.poll() is None

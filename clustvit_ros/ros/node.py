@@ -30,7 +30,7 @@ from std_msgs.msg import Float32
 from clustvit_ros.msg import FrameStats
 
 from ..model.budget import MergeBudget
-from ..runtime.engine import Engine
+from ..runtime.engine import Engine, InputRejected
 from ..runtime.frame import Frame, FrameTimes
 from ..runtime.packaged import default_checkpoint
 from .image_codec import ImageDecodeError, compressed_to_rgb8, numpy_to_image, to_rgb8
@@ -144,7 +144,7 @@ class ClustViTNode(Node):
                 continue
             try:
                 self._process(*item, settings)
-            except ImageDecodeError as exc:
+            except (ImageDecodeError, InputRejected) as exc:
                 self._report("input", f"bad input image: {exc}")
             except torch.cuda.OutOfMemoryError as exc:
                 self.engine.release_cached_memory()

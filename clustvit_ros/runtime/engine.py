@@ -25,6 +25,16 @@ from .device import resolve_device, resolve_dtype
 from .label_map import upsample_argmax
 from .timing import StageClock
 
+MAX_MODEL_PIXELS = 2048 * 2048
+"""Largest model input (H*W after resizing): 16384 patch tokens of 16 px; 1080p fits."""
+MAX_MODEL_ASPECT = 16
+"""Largest ratio of a model input's long side to its short side (a 360-degree strip is 4-8)."""
+
+
+class InputRejected(ValueError):
+    """A frame the engine does not run; the text says why. Callers count it as bad input."""
+
+
 @dataclass(frozen=True)
 class Result:
     """One processed frame."""
@@ -45,15 +55,29 @@ def model_input_size(image_hw: tuple[int, int], policy: str, input_size: tuple[i
     fixed: exactly `input_size` (one window, predictable cost; the paper's SUIM/RumexWeeds policy).
     keep_aspect: scaled so the short side equals min(input_size), aspect kept.
     none: the image's own size. The model pads sizes that are not multiples of 16.
+    Raises :class:`InputRejected` when that size is out of bounds (:func:`check_model_input`).
     """
     h, w = image_hw
     if policy == "fixed":
-        return input_size
-    if policy == "keep_aspect":
+        size = tuple(input_size)
+    elif policy == "keep_aspect":
         scale = min(input_size) / min(h, w)
-        return max(1, round(h * scale)), max(1, round(w * scale))
-    check_resize_policy(policy)
-    return h, w
+        size = max(1, round(h * scale)), max(1, round(w * scale))
+    else:
+        check_resize_policy(policy)
+        size = h, w
+    check_model_input(size, f"{policy} resize of a {h}x{w} image")
+    return size
+
+
+def check_model_input(size: tuple[int, int], what: str) -> None:
+    """Raise :class:`InputRejected` for a model input above :data:`MAX_MODEL_PIXELS` pixels or
+    :data:`MAX_MODEL_ASPECT`:1, before anything is allocated for it."""
+    h, w = size
+    if h * w > MAX_MODEL_PIXELS:
+        raise InputRejected(f"model input {h}x{w} ({what}) exceeds the limit of {MAX_MODEL_PIXELS} pixels")
+    if max(h, w) > MAX_MODEL_ASPECT * min(h, w):
+        raise InputRejected(f"model input {h}x{w} ({what}) exceeds the aspect limit of {MAX_MODEL_ASPECT}:1")
 
 
 class Engine:
@@ -71,6 +95,8 @@ class Engine:
         self.config = self.model.config
         self.resize = resize
         self.input_size = tuple(input_size) if input_size else tuple(self.config.img_size)
+        if resize == "fixed":
+            check_model_input(self.input_size, "input_size")
         self.classes = (read_labels_file(labels_file, self.config.num_classes) if labels_file else
                         ClassInfo(self.checkpoint.stem, self.config.class_names, np.array(self.config.palette)))
         self._normalize = Normalize(self.config, self.device)
@@ -94,6 +120,8 @@ class Engine:
         clock.mark()
         pre, inf, post = clock.durations_ms()
         if size not in self._dense_gflops:
+            if len(self._dense_gflops) >= 64:  # image sizes vary with keep_aspect / none: stay bounded
+                self._dense_gflops.clear()
             self._dense_gflops[size] = dense_gflops(self.config, size)
         return Result(labels=labels, stats=feats.stats, gflops=frame_gflops(self.config, feats.stats, size),
                       dense_gflops=self._dense_gflops[size], model_hw=size,
