@@ -290,3 +290,36 @@ def test_a_strip_whose_model_input_is_too_narrow_is_a_counted_input_error(checkp
         assert "aspect" in h.diagnostics_value("last_error")
         assert h.output_for("mask", (801, 0), republish=lambda: h.publish(rgb_image(), (801, 0)))
         assert _diag_int(h, "processing_errors") == 0 and proc.poll() is None
+
+
+def _png_bomb(side: int) -> bytes:
+    """A PNG declaring side x side RGB pixels, all black: a few hundred bytes per megapixel."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = zlib.compressobj(9)
+    idat = b"".join(rows.compress(b"\x00" * (1 + 3 * side)) for _ in range(side)) + rows.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def test_an_8k_frame_is_refused_at_the_default_max_image_pixels():
+    default = next(s.default for s in PARAMETERS if s.name == "max_image_pixels")
+    frame = Image(height=4320, width=7680, encoding="rgb8", step=7680 * 3)  # header only: no 100 MB
+    with pytest.raises(ImageDecodeError, match="exceeds max_pixels"):
+        to_rgb8(frame, default)
+    assert default >= 4056 * 3040  # a 12 MP robot camera (OAK, Jetson IMX477) still fits
+
+
+def test_a_png_decompression_bomb_is_refused_from_its_header_before_decoding(monkeypatch):
+    """5792x5792 (33.5 MP, ~100 kB of PNG) at the node's default max_image_pixels."""
+    import cv2
+
+    default = next(s.default for s in PARAMETERS if s.name == "max_image_pixels")
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: pytest.fail("the bomb was decoded"))
+    bomb = CompressedImage(format="png", data=_png_bomb(5792))
+    with pytest.raises(ImageDecodeError, match="5792x5792 .* exceeds max_pixels"):
+        compressed_to_rgb8(bomb, default)
