@@ -323,3 +323,109 @@ def test_a_png_decompression_bomb_is_refused_from_its_header_before_decoding(mon
     bomb = CompressedImage(format="png", data=_png_bomb(5792))
     with pytest.raises(ImageDecodeError, match="5792x5792 .* exceeds max_pixels"):
         compressed_to_rgb8(bomb, default)
+
+
+def _with_config(good, path, **changes):
+    """`good`'s tensors under a config that claims `changes` (what a hostile checkpoint does)."""
+    from safetensors import safe_open
+
+    with safe_open(str(good), "pt") as f:
+        meta = f.metadata()
+    config = {**json.loads(meta["config"]), **changes}
+    save_file(load_file(str(good)), str(path), metadata={**meta, "config": json.dumps(config)})
+    return path
+
+
+def _no_real_model(monkeypatch, module):
+    """Fail the test if `module` builds a ClustViT anywhere but on the meta device (shapes only)."""
+    real = module.ClustViT
+
+    def build(config):
+        if torch.empty(0).device.type != "meta":
+            pytest.fail(f"a model was built from an unchecked claim (depth {config.depth}, "
+                        f"{config.num_classes} classes)")
+        return real(config)
+
+    monkeypatch.setattr(module, "ClustViT", build)
+
+
+def test_a_checkpoint_claiming_200000_blocks_is_refused_before_anything_is_built(checkpoint, tmp_path,
+                                                                                 monkeypatch):
+    from clustvit_ros.model import checkpoints
+
+    bomb = _with_config(checkpoint, tmp_path / "depth.safetensors", depth=200_000)
+    monkeypatch.setattr(checkpoints, "ClustViT", lambda config: pytest.fail("a model was built"))
+    with pytest.raises(checkpoints.CheckpointError, match=r"depth.safetensors.*depth 200000 exceeds"):
+        checkpoints.load_checkpoint(bomb)
+
+
+def test_a_checkpoint_claiming_2e7_classes_stops_node_and_eval_with_the_reason(checkpoint, tmp_path, capsys):
+    from clustvit_ros.cli import main
+
+    bomb = _with_config(checkpoint, tmp_path / "classes.safetensors", num_classes=20_000_000,
+                        class_names=[], palette=[])
+    assert main(["eval", "--checkpoint", str(bomb), "--device", "cpu"]) == 2
+    assert "num_classes 20000000 exceeds 256" in capsys.readouterr().err
+    proc = start_node(unique_namespace("classes"), f"checkpoint:={bomb}")
+    assert processes.wait_exit(proc, 60), "the node kept running"
+    code, output = processes.stop(proc)
+    assert code != 0 and "num_classes 20000000 exceeds 256" in output, output
+
+
+def test_a_checkpoint_whose_tensors_do_not_fill_its_config_is_refused_before_they_are_read(
+        checkpoint, tmp_path, monkeypatch):
+    """Within every bound, but 40 blocks claimed for 4 stored: the header says so, nothing is read."""
+    from safetensors import safe_open
+
+    from clustvit_ros.model import checkpoints
+
+    liar = _with_config(checkpoint, tmp_path / "liar.safetensors", depth=40)
+    _no_real_model(monkeypatch, checkpoints)
+    reads = []
+    monkeypatch.setattr(checkpoints, "safe_open", lambda *a, **k: reads.append(1) or safe_open(*a, **k))
+    with pytest.raises(checkpoints.CheckpointError, match=r"liar.safetensors.*missing keys.*encoder.blocks.39"):
+        checkpoints.load_checkpoint(liar)
+    assert len(reads) == 1, "the tensors were read although the header already disagreed"
+
+
+def _timm_with_empty_tensors(path, dim: int):
+    """A timm ViT state dict whose tensors are all empty but claim width `dim` (a few kB on disk)."""
+    sd = {"cls_token": torch.zeros(0, 1, dim), "pos_embed": torch.zeros(0, 1 + 14 * 14, dim),
+          "patch_embed.proj.weight": torch.zeros(0, 3, 16, 16), "norm.weight": torch.zeros(0),
+          "norm.bias": torch.zeros(0), "blocks.0.attn.qkv.weight": torch.zeros(0, dim),
+          "blocks.0.mlp.fc1.weight": torch.zeros(4 * dim, 0)}
+    torch.save(sd, path)
+    return path
+
+
+@pytest.mark.parametrize("dim, extra", [(64, ["--img-size", "256"]), (4096, [])])
+def test_convert_of_empty_tensors_is_one_clear_error_and_builds_nothing(tmp_path, monkeypatch, capsys, dim, extra):
+    """(64: the position-embedding resize crashed with a traceback; 4096: 2.3 GB allocated first.)"""
+    from clustvit_ros.cli import main
+    from clustvit_ros.model import importers
+
+    src = _timm_with_empty_tensors(tmp_path / "empty.pth", dim)
+    _no_real_model(monkeypatch, importers)
+    code = main(["convert", str(src), str(tmp_path / "out.safetensors"), "--from", "timm", "--num-classes", "3",
+                 "--num-heads", "16", "--head", "linear", "--ip", "0", *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and "empty.pth" in err and "cls_token" in err and "no elements" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out.safetensors").exists()
+
+
+def test_a_compressed_pth_is_refused_before_it_is_inflated(tmp_path):
+    """A zip entry may be deflated: 5 kB that would become a 4 MB tensor (or 10 MB -> 10 GB)."""
+    import io
+    import zipfile
+
+    from clustvit_ros.model.importers import CheckpointError, read_weights
+
+    plain = io.BytesIO()
+    torch.save({"blocks.0.attn.qkv.weight": torch.zeros(1000, 1000)}, plain)
+    with zipfile.ZipFile(io.BytesIO(plain.getvalue())) as zin, \
+            zipfile.ZipFile(tmp_path / "bomb.pth", "w", zipfile.ZIP_DEFLATED) as zout:
+        for name in zin.namelist():
+            zout.writestr(name, zin.read(name))
+    assert (tmp_path / "bomb.pth").stat().st_size < 100_000
+    with pytest.raises(CheckpointError, match="bomb.pth.*compressed"):
+        read_weights(tmp_path / "bomb.pth")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,8 @@ class ImportReport:
 def read_weights(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """(state dict, meta) of a ``.pth``/``.pt``/``.bin`` or ``.safetensors`` file.
 
-    Unwraps mmseg/mmengine ``{"state_dict", "meta"}`` and ``{"model": ...}`` containers.
+    Unwraps mmseg/mmengine ``{"state_dict", "meta"}`` and ``{"model": ...}`` containers. A torch
+    file is memory-mapped after :func:`_check_records`, so reading allocates nothing it claims.
     """
     path = Path(path)
     if not path.is_file():
@@ -96,7 +98,10 @@ def read_weights(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
             from safetensors.torch import load_file
             obj: Any = load_file(str(path))
         else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            _check_records(path)
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except CheckpointError:
+        raise
     except Exception as exc:  # unpickling refusals, truncated zips, bad headers
         raise CheckpointError(
             f"{path}: cannot be read as weights (weights_only=True): {exc}") from exc
@@ -108,6 +113,33 @@ def read_weights(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise CheckpointError(f"{path}: does not hold a state dict of tensors")
     return dict(obj), meta if isinstance(meta, dict) else {}
+
+
+def _check_records(path: Path) -> None:
+    """A torch zip file (``torch.save`` since 1.6) whose records are all stored as is, within the
+    file, so their sizes are what the file holds; else :class:`CheckpointError` saying why."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise CheckpointError(f"{path}: not a zip-format torch file ({exc}); a legacy (torch < 1.6) "
+                              "file must be loaded and saved again with torch.save first") from exc
+    size = path.stat().st_size
+    for record in records:
+        if record.compress_type != zipfile.ZIP_STORED:
+            raise CheckpointError(f"{path}: record {record.filename} is compressed, which torch.save "
+                                  "never does; it is not inflated (a zip bomb?)")
+        if record.file_size != record.compress_size or record.header_offset + record.file_size > size:
+            raise CheckpointError(f"{path}: record {record.filename} claims {record.file_size} bytes "
+                                  "that the file does not hold")
+
+
+def _check_not_empty(state_dict: dict[str, Tensor], source: str) -> None:
+    """Refuse tensors without elements: they would let a tiny file claim any dimension."""
+    empty = [f"{k} {tuple(v.shape)}" for k, v in state_dict.items() if v.numel() == 0]
+    if empty:
+        raise CheckpointError(f"{source}: tensors with no elements: {', '.join(empty[:5])}"
+                              + (f" and {len(empty) - 5} more" if len(empty) > 5 else ""))
 
 
 def detect_scheme(state_dict: dict[str, Tensor]) -> str:
@@ -215,6 +247,7 @@ def import_weights(source: str | Path | dict[str, Tensor], scheme: str | None = 
     else:
         sd, file_meta = read_weights(source)
         meta, label = meta or file_meta, str(source)
+    _check_not_empty(sd, label)
     scheme = scheme or detect_scheme(sd)
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
@@ -223,8 +256,8 @@ def import_weights(source: str | Path | dict[str, Tensor], scheme: str | None = 
         config = infer_config(mapped, scheme, meta, **overrides)
     except CheckpointError as exc:
         raise CheckpointError(f"{label}: {exc}") from exc
-    model = ClustViT(config)
-    expected = model.state_dict()
+    with torch.device("meta"):  # shapes only: nothing is allocated before the file's tensors agree
+        expected = {k: tuple(v.shape) for k, v in ClustViT(config).state_dict().items()}
     report = ImportReport(scheme, label)
     _adapt(mapped, expected, config, report)
     for key in unmatched + [origin[k] for k in mapped if k not in expected]:
@@ -237,18 +270,19 @@ def import_weights(source: str | Path | dict[str, Tensor], scheme: str | None = 
             report.initialised.append(key)
         else:
             report.missing.append(key)
-    shapes = [f"{origin[k]}: {tuple(mapped[k].shape)} vs model {k} {tuple(expected[k].shape)}"
-              for k in report.loaded if mapped[k].shape != expected[k].shape]
+    shapes = [f"{origin[k]}: {tuple(mapped[k].shape)} vs model {k} {expected[k]}"
+              for k in report.loaded if tuple(mapped[k].shape) != expected[k]]
     if shapes:
         raise CheckpointError(f"{label}: wrong shapes for the inferred config: {'; '.join(shapes)}")
     if strict and (report.missing or report.unexpected):
         raise CheckpointError(f"{label}: missing keys {report.missing}, "
                               f"unexpected keys {report.unexpected} (strict=False to accept)")
+    model = ClustViT(config)  # the fresh modules draw from the caller's random state
     model.load_state_dict({k: mapped[k] for k in report.loaded}, strict=False)
     return model.eval(), report
 
 
-def _adapt(mapped: dict[str, Tensor], expected: dict[str, Tensor], config: ClustViTConfig,
+def _adapt(mapped: dict[str, Tensor], expected: dict[str, tuple[int, ...]], config: ClustViTConfig,
            report: ImportReport) -> None:
     """In-place layout fixes: 1x1 conv head -> Linear, position embedding onto the config grid."""
     w = mapped.get("head.proj.weight")
@@ -256,7 +290,7 @@ def _adapt(mapped: dict[str, Tensor], expected: dict[str, Tensor], config: Clust
         mapped["head.proj.weight"] = w.flatten(1)
     pos = mapped.get("encoder.pos_embed")
     dst = config.grid
-    if pos is not None and pos.shape[1] - 1 != dst[0] * dst[1]:
+    if pos is not None and pos.dim() == 3 and pos.shape[1] - 1 != dst[0] * dst[1]:
         side = math.isqrt(pos.shape[1] - 1)
         if side * side != pos.shape[1] - 1:
             raise CheckpointError(f"pos_embed of {pos.shape[1] - 1} positions is not a square grid")

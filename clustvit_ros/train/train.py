@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from ..data.palettes import ClassInfo
 from ..model.budget import MergeBudget
-from ..model.checkpoints import check_state_dict, load_checkpoint, save_checkpoint
+from ..model.checkpoints import check_shapes, load_checkpoint, save_checkpoint
 from ..model.configs import ClustViTConfig
 from ..model.segmentor import ClustViT
 from ..runtime.engine import Engine
@@ -80,7 +80,7 @@ def init_weights(model: ClustViT, path: str | Path) -> list[str]:
         own = model.state_dict()
         fresh = [k for k in own if k.startswith(MERGE_MODULES)]
         tensors = {**tensors, **{k: own[k] for k in fresh}}
-    check_state_dict(model, tensors, str(path))
+    check_shapes(model, {k: tuple(v.shape) for k, v in tensors.items()}, str(path))
     model.load_state_dict(tensors)
     return fresh
 
