@@ -1,6 +1,6 @@
 """Model level: dense ViT vs ClustViT, side by side, batch 1, through the runtime engine.
 
-Every frame goes through ``runtime.engine.Segmenter.run`` -- what the node runs on the robot -- on
+Every frame goes through ``runtime.engine.Engine.run`` -- what the node runs on the robot -- on
 one synthetic robot scene. Each model runs the dense path (merge budget 0: the plain ViT + head, the
 Cluster module skipped) and ClustViT with a merge count forced by a large ``merge_bias`` (every
 token wants to merge) and capped by the budget: budget b merges exactly floor(b * P) of the P patch
@@ -40,7 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import report  # noqa: E402
 from clustvit_ros.data.synthetic import render_scene  # noqa: E402
 from clustvit_ros.model import ClustViT, ClustViTConfig, MergeBudget, save_checkpoint  # noqa: E402
-from clustvit_ros.runtime.engine import Segmenter  # noqa: E402
+from clustvit_ros.model.configs import HEADS  # noqa: E402
+from clustvit_ros.runtime.choices import DTYPE_NAMES  # noqa: E402
+from clustvit_ros.runtime.engine import Engine  # noqa: E402
 from clustvit_ros.runtime.label_map import upsample_argmax, winnable_classes  # noqa: E402
 from clustvit_ros.runtime.packaged import default_checkpoint  # noqa: E402
 
@@ -90,7 +92,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--variants", nargs="*", default=["tiny", "small", "base"], choices=list(LABELS))
     p.add_argument("--size", type=int, default=512, help="input side of the variants (default 512)")
     p.add_argument("--classes", type=int, default=150, help="classes of the variants (ADE20K: 150)")
-    p.add_argument("--head", default="mask", choices=["mask", "linear"])
+    p.add_argument("--head", default="mask", choices=HEADS)
     p.add_argument("--budgets", type=float, nargs="+", default=[0.25, 0.5, 0.75],
                    help="forced merge shares (default 0.25 0.5 0.75)")
     p.add_argument("--bias", type=float, default=100.0, help="merge_bias that makes every token merge")
@@ -98,8 +100,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=3, help="untimed iterations per setting (default 3)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     p.add_argument("--cpu-dtypes", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
-    p.add_argument("--cuda-dtypes", nargs="+", default=["fp32", "fp16", "bf16"],
-                   choices=["fp32", "fp16", "bf16"])
+    p.add_argument("--cuda-dtypes", nargs="+", default=list(DTYPE_NAMES),
+                   choices=DTYPE_NAMES)
     p.add_argument("--no-cuda", action="store_true", help="skip the GPU even when there is one")
     p.add_argument("--default-model", type=Path, help="default: the packaged clustvit_default model")
     p.add_argument("--no-default", action="store_true", help="skip the default model")
@@ -112,7 +114,7 @@ def scene(size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def measure(seg: Segmenter, rgb: np.ndarray, settings: list[Setting], warmup: int, iters: int) -> None:
+def measure(seg: Engine, rgb: np.ndarray, settings: list[Setting], warmup: int, iters: int) -> None:
     """Run every setting warmup + iters times, interleaved in a rotating order."""
     n = len(settings)
     for i in range(warmup + iters):
@@ -130,7 +132,7 @@ def measure(seg: Segmenter, rgb: np.ndarray, settings: list[Setting], warmup: in
 
 
 @torch.inference_mode()
-def measure_label_map(seg: Segmenter, rgb: np.ndarray, iters: int) -> LabelMapTiming:
+def measure_label_map(seg: Engine, rgb: np.ndarray, iters: int) -> LabelMapTiming:
     """Time the engine's label-map step with and without class pruning, interleaved, on the
     dense path's logits for this scene (merging changes the logits little, the step not at all)."""
     x = seg.model.pad_to_patches(seg._preprocess(rgb, rgb.shape[:2]))
@@ -158,7 +160,7 @@ def settings_for(budgets: list[float], bias: float, trained: bool) -> list[Setti
 
 def run_model(name: str, checkpoint: Path, size: tuple[int, int], device: str, dtype: str,
               args, trained: bool) -> ModelRun:
-    seg = Segmenter(checkpoint, device=device, dtype=dtype, input_size=size, resize="fixed")
+    seg = Engine(checkpoint, device=device, dtype=dtype, input_size=size, resize="fixed")
     for w in seg.warnings:
         print(f"warning: {w}", file=sys.stderr)
     rgb = scene(size)
@@ -241,7 +243,7 @@ def section(groups: dict[tuple[str, str], list[ModelRun]], pngs: dict[tuple[str,
             args, missing_default: str | None) -> str:
     out = ["## Model level: dense ViT vs ClustViT (`benchmarks/bench_model.py`)", "",
            f"Measured {report.stamp()} with `{report.command_line()}`. Path: the runtime engine "
-           "(`Segmenter.run`, what the node runs), one synthetic robot scene, batch 1. "
+           "(`Engine.run`, what the node runs), one synthetic robot scene, batch 1. "
            f"ViT-T/S/B: random weights, {args.classes} classes, {args.head} head, k=3, ip=3; merging "
            f"is forced with merge_bias {args.bias:g} so the budget cap sets how many of the P patch "
            "tokens merge at block ip. The trained default model also runs its own decision. "

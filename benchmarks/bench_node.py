@@ -11,7 +11,7 @@ time, as a driver stamps at capture) to a ClustViT node, in two topologies:
 
 Per processed frame: end-to-end latency = FrameStats.stamp_age_ms (input stamp -> all outputs
 published; the mask is published before the stats); engine time = the engine's own preprocess +
-inference + postprocess of that frame (recorded by wrapping ``Segmenter.run``; decode excluded);
+inference + postprocess of that frame (recorded by wrapping ``Engine.run``; decode excluded);
 node overhead = end-to-end - engine, split into transport in (stamp -> node callback), queue (wait
 in the newest-frame slot), decode (message -> RGB) and output (mask message + publish). Also: the
 rate achieved, frames dropped in the node's newest-frame slot, frames lost before the node, the
@@ -138,11 +138,11 @@ def engine_alone_here(checkpoint: str, width: int, height: int, merge_budget: fl
 
     from clustvit_ros.model import MergeBudget
     from clustvit_ros.ros.image_codec import to_rgb8
-    from clustvit_ros.runtime.engine import Segmenter
+    from clustvit_ros.runtime.engine import Engine
 
     if threads:
         torch.set_num_threads(threads)
-    seg = Segmenter(checkpoint)
+    seg = Engine(checkpoint)
     rgbs = [to_rgb8(f) for f in rosbench.camera_frames(width, height)]
     budget = MergeBudget(merge_budget)
     out = []
@@ -364,7 +364,7 @@ def section(results: list[CellResult], models: str, notes: list[str], args,
            f"{args.warmup:g} s warm-up, then {args.duration:g} s measured per cell.", "",
            "End-to-end = FrameStats.stamp_age_ms (input stamp → outputs published; the mask goes out "
            "first). Engine = the engine's preprocess + model + postprocess for that frame (recorded by "
-           "wrapping `Segmenter.run`; decode excluded). *Engine alone* = the same engine on the same frames "
+           "wrapping `Engine.run`; decode excluded). *Engine alone* = the same engine on the same frames "
            "run back to back on the main thread of a fresh process just before the cell, no ROS (20 runs): "
            "the best case; in the node the engine runs on a worker thread once per camera frame, with "
            "idle gaps in between (see the findings below for what that costs). Node "

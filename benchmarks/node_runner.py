@@ -3,7 +3,7 @@
     node_runner.py --engine-times FILE.json --ros-args -r __ns:=/x -p checkpoint:=...
 
 Runs exactly what `ros2 run clustvit_ros clustvit_node` runs; the only addition is that
-Segmenter.run also stores (preprocess_ms, inference_ms, postprocess_ms) per frame, keyed by the
+Engine.run also stores (preprocess_ms, inference_ms, postprocess_ms) per frame, keyed by the
 float32 inference_ms its FrameStats carries. The record is written to FILE.json when the node exits
 (SIGINT). bench_node.py subtracts these engine times from the end-to-end latency: node overhead.
 """
@@ -24,10 +24,10 @@ def main(argv: list[str]) -> int:
     from rosbench import record_engine_times  # noqa: E402  (environment inherited from the bench)
 
     from clustvit_ros.ros.node import main as node_main
-    from clustvit_ros.runtime.engine import Segmenter
+    from clustvit_ros.runtime.engine import Engine
 
     times: dict[float, tuple[float, float, float]] = {}
-    record_engine_times(Segmenter, times)
+    record_engine_times(Engine, times)
     try:
         return node_main([argv[0], *argv[3:]])
     finally:

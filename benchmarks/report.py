@@ -1,4 +1,4 @@
-"""Shared by the benchmarks: machine description, percentiles, markdown tables, doc sections.
+"""Shared by the benchmarks: machine description, p50/p95, markdown tables, doc sections.
 
 Every benchmark prints its tables and, with ``--doc``, replaces only its own section of
 docs/BENCHMARKS.md: the text between ``<!-- bench:NAME:start -->`` and ``<!-- bench:NAME:end -->``.
@@ -16,23 +16,14 @@ import time
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from clustvit_ros.runtime.percentile import percentile
+
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "BENCHMARKS.md"
 DOC_TITLE = "# Benchmarks\n"
 
 
 # Statistics ------------------------------------------------------------------------------------
-
-def percentile(values: Iterable[float], q: float) -> float:
-    """The q-th percentile (0..100, linear interpolation between ranks); NaN for no finite values."""
-    ordered = sorted(v for v in values if v is not None and math.isfinite(v))
-    if not ordered:
-        return math.nan
-    pos = (len(ordered) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
 
 def p50(values: Iterable[float]) -> float:
     return percentile(values, 50)
@@ -130,6 +121,9 @@ def markers(name: str) -> tuple[str, str]:
 INTRO = """\
 What the speed claims rest on, measured on the machine named with each table. Every comparison is a
 ratio measured side by side in one run (settings interleaved, so a load drift hits all alike).
+p50 / p95 here, and in `clustvit eval`, `clustvit sweep`, `clustvit bag` and `make demo`, are one
+definition: the percentile linearly interpolated between the two nearest ranks (numpy's default
+method; `clustvit_ros/runtime/percentile.py`).
 
 | section | script | regenerate |
 |---|---|---|

@@ -222,7 +222,7 @@ def engine_key(inference_ms: float) -> float:
 
 
 def record_engine_times(target, times: dict) -> None:
-    """Wrap `target.run` (a Segmenter or the Segmenter class) so every Result's stage times land in
+    """Wrap `target.run` (an Engine or the Engine class) so every Result's stage times land in
     `times[engine_key(inference_ms)] = (preprocess_ms, inference_ms, postprocess_ms)`; the key finds
     the FrameStats of that frame. Adds a dict store per frame, nothing else."""
     real = target.run

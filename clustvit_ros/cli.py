@@ -1,6 +1,7 @@
-"""The ``clustvit`` command. Each subcommand lives in the module that implements it, which exposes
-``add_parser(subparsers)`` registering its parser with ``func=handler(args) -> exit code``.
-To add one, append its module to :data:`SUBCOMMANDS`.
+"""The ``clustvit`` command. Each subcommand is a module exposing ``add_parser(subparsers)``, which
+registers its parser with ``func=handler(args) -> exit code``: ``commands/`` for the model layer's
+(which has no argparse or printing of its own), the tools' own modules for the rest. To add one,
+append its module to :data:`SUBCOMMANDS`.
 """
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import importlib
 import sys
 
 SUBCOMMANDS = (
-    "clustvit_ros.model.flops",  # clustvit flops
-    "clustvit_ros.model.importers",  # clustvit convert
+    "clustvit_ros.commands.flops",  # clustvit flops
+    "clustvit_ros.commands.convert",  # clustvit convert
     "clustvit_ros.ros.bag",  # clustvit bag
     "clustvit_ros.train.train",  # clustvit train
     "clustvit_ros.train.evaluate",  # clustvit eval

@@ -1,13 +1,17 @@
 """`clustvit bag`: a small generated ROS 2 MCAP bag in, the same bag plus segmentation topics out."""
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
+from collections import Counter
 
 import cv2
 import numpy as np
 import pytest
 from mcap.reader import make_reader
+from mcap.writer import Writer as McapWriter
 from mcap_ros2.decoder import DecoderFactory
 from mcap_ros2.writer import Writer
 
@@ -151,3 +155,94 @@ def test_the_command_line_loads_the_bag_module_lazily():
             "heavy = {'rclpy', 'mcap', 'mcap_ros2', 'torch', 'sensor_msgs'} & set(sys.modules); "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# Hostile inputs and outputs (issue 12) ----------------------------------------------------------
+
+def _bag_args(source, output, checkpoint, *extra):
+    return ["bag", str(source), str(output), "--topic", TOPIC, "--checkpoint", str(checkpoint), "--quiet",
+            "--device", "cpu", *extra]
+
+
+def test_a_corrupt_message_is_skipped_and_counted_and_the_output_is_complete(tmp_path, checkpoint, capsys):
+    source, output = tmp_path / "in.mcap", tmp_path / "out.mcap"
+    write_bag(source, frames=3)
+    with open(source, "rb") as f:  # the same bag with one image's CDR bytes cut short
+        reader = make_reader(f)
+        summary = reader.get_summary()
+        messages = list(reader.iter_messages(log_time_order=True))
+    corrupt = tmp_path / "corrupt.mcap"
+    with open(corrupt, "wb") as f:
+        writer = McapWriter(f)
+        writer.start(profile="ros2", library="test")
+        for schema in summary.schemas.values():
+            writer.register_schema(schema.name, schema.encoding, schema.data)
+        for channel in summary.channels.values():
+            writer.register_channel(channel.topic, channel.message_encoding, channel.schema_id)
+        images = 0
+        for _, channel, message in messages:
+            data = message.data
+            if channel.topic == TOPIC and (images := images + 1) == 2:
+                data = data[:7]
+            writer.add_message(channel.id, message.log_time, data, message.publish_time, message.sequence)
+        writer.finish()
+    assert main(_bag_args(corrupt, output, checkpoint)) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"bad images skipped\s+1 \(first: log time \d+: corrupt message", out), out
+    with open(output, "rb") as f:  # readable and complete: every original plus two segmented frames
+        counts = Counter(channel.topic for _, channel, _ in make_reader(f).iter_messages())
+    assert counts[TOPIC] == 3 and counts["/chatter"] == 3 and counts[f"{TOPIC}/clustvit/mask"] == 2
+
+
+def test_an_output_hard_linked_to_the_input_is_refused_and_the_input_stays(tmp_path, checkpoint, capsys):
+    source = tmp_path / "in.mcap"
+    write_bag(source, frames=1)
+    before = source.read_bytes()
+    os.link(source, tmp_path / "link.mcap")
+    assert main(_bag_args(source, tmp_path / "link.mcap", checkpoint, "--force")) == 2
+    assert "same file" in capsys.readouterr().err
+    assert source.read_bytes() == before
+
+
+@pytest.mark.parametrize("kind", ["directory", "device"])
+def test_an_output_that_is_not_a_regular_file_is_one_clear_error(tmp_path, checkpoint, kind):
+    source = tmp_path / "in.mcap"
+    write_bag(source, frames=1)
+    target = tmp_path if kind == "directory" else "/dev/full"
+    result = subprocess.run([sys.executable, "-m", "clustvit_ros.cli", *_bag_args(source, target, checkpoint, "--force")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "not a regular file" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_force_keeps_the_previous_output_until_the_new_one_is_complete(tmp_path, checkpoint):
+    """The new output cannot be written (a file size limit of half its size, like a full disk): the
+    previous output is untouched, no temporary file is left, and the error is one line."""
+    source, output = tmp_path / "in.mcap", tmp_path / "out.mcap"
+    write_bag(source, frames=3)
+    assert main(_bag_args(source, output, checkpoint)) == 0
+    previous = output.read_bytes()
+    limit = len(previous) // 2
+    code = (f"import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
+            "from clustvit_ros.cli import main; sys.exit(main(sys.argv[1:]))")
+    result = subprocess.run([sys.executable, "-c", code, *_bag_args(source, output, checkpoint, "--force")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "cannot write" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert output.read_bytes() == previous
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mcap", "out.mcap"]
+
+
+def test_a_png_bomb_in_a_bag_is_a_skipped_image(tmp_path, checkpoint, capsys):
+    from test_hardening import _png_bomb
+
+    source, output = tmp_path / "in.mcap", tmp_path / "out.mcap"
+    with open(source, "wb") as f:
+        writer = Writer(f)
+        schema = writer.register_msgdef("sensor_msgs/msg/CompressedImage", COMPRESSED_DEF)
+        writer.write_message(TOPIC, schema, {"header": header(0), "format": "png", "data": _png_bomb(5792)},
+                             log_time=1)
+        writer.finish()
+    assert main(_bag_args(source, output, checkpoint)) == 1  # nothing segmented
+    out = capsys.readouterr().out
+    assert re.search(r"bad images skipped\s+1 \(first: .*exceeds max_pixels", out), out

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from clustvit_ros.data import transforms as T
@@ -127,29 +126,3 @@ def test_train_pipeline_fixed_size_and_photometric():
     pipe = T.train_pipeline((64, 64), fixed_size=(64, 64))
     ti, tm = pipe(img, mask, np.random.default_rng(0))
     assert ti.shape == (3, 64, 64) and tm.shape == (64, 64) and int(tm.max()) < 4
-
-
-def test_eval_pipelines_keep_mask_resolution():
-    img, mask = scene(375, 500)
-    ti, tm = T.eval_pipeline("single", size=(128, 128))(img, mask, None)
-    assert ti.shape == (3, 128, 128) and tm.shape == (375, 500)
-    ti, tm = T.eval_pipeline("slide", scale=(1024, 256))(img, mask, None)
-    assert ti.shape == (3, 256, 341) and tm.shape == (375, 500)
-    with pytest.raises(ValueError):
-        T.eval_pipeline("tiles")
-
-
-def test_sliding_windows_match_mmseg_and_cover():
-    wins = list(T.sliding_windows(512, 683, 512, 480))
-    assert wins == [T.Window(0, 0, 512, 512), T.Window(0, 171, 512, 683)]
-    for h, w in [(512, 2048), (700, 900), (512, 512), (100, 300)]:
-        wins = list(T.sliding_windows(h, w, (512, 512), (480, 480)))
-        cover = np.zeros((h, w), bool)
-        for win in wins:
-            assert 0 <= win.top < win.bottom <= h and 0 <= win.left < win.right <= w
-            assert win.bottom - win.top == min(512, h) and win.right - win.left == min(512, w)
-            cover[win.top:win.bottom, win.left:win.right] = True
-        assert cover.all()
-    assert len(list(T.sliding_windows(512, 2048, 512, 480))) == 5
-    with pytest.raises(ValueError):
-        list(T.sliding_windows(10, 10, 0, 1))

@@ -243,3 +243,199 @@ def test_signal_in_the_middle_of_inference_exits_cleanly(tmp_path, sig):
         code, output = processes.stop(proc, sig)
     assert code == 0, output
     assert "Traceback" not in output
+
+
+def _diagnostics_levels(h: Harness) -> list[tuple[int, str]]:
+    """(level, input_errors) of every /diagnostics status of the node received so far, in order."""
+    return [(int.from_bytes(status.level, "little"),
+             next((kv.value for kv in status.values if kv.key == "input_errors"), ""))
+            for array in h.messages("diagnostics") for status in array.status if status.name.startswith(h.fqn)]
+
+
+def test_diagnostics_warn_for_the_period_of_a_bad_frame_then_return_to_ok(checkpoint):
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    warn, ok = (int.from_bytes(v, "little") for v in (DiagnosticStatus.WARN, DiagnosticStatus.OK))
+    with running_node(f"checkpoint:={checkpoint}", "diagnostics_period:=0.2", tag="diaglevel") as (proc, h):
+        truncated = Image(height=8, width=8, encoding="rgb8", step=24, data=bytes(100))
+        for attempt in range(10):  # best-effort input: send again until one arrives
+            h.publish(truncated, (700, attempt))
+            try:
+                h.wait_for(lambda: any(level == warn for level, _ in _diagnostics_levels(h)), 3)
+                break
+            except AssertionError:
+                continue
+        else:
+            raise AssertionError(f"no WARN status for a bad frame: {_diagnostics_levels(h)}")
+        h.output_for("mask", (701, 0), republish=lambda: h.publish(rgb_image(), (701, 0)))
+
+        def ok_after_the_last_warn():
+            levels = _diagnostics_levels(h)
+            last_warn = max(i for i, (level, _) in enumerate(levels) if level == warn)
+            return any(level == ok and int(errors) >= 1 for level, errors in levels[last_warn:])
+
+        h.wait_for(ok_after_the_last_warn, 15, "an OK status once a period passed without bad frames, "
+                                                "the bad frames still counted")
+        assert proc.poll() is None
+
+
+# Hostile inputs of issue 12 ---------------------------------------------------------------------
+
+def test_keep_aspect_strip_is_refused_before_a_model_input_is_made(checkpoint, monkeypatch):
+    """16x100000 with keep_aspect would be a 64x400000 model input (25.6 MP): refused, nothing allocated."""
+    from clustvit_ros.runtime.engine import Engine
+
+    engine = Engine(checkpoint, device="cpu", resize="keep_aspect")
+    monkeypatch.setattr(engine, "_preprocess", lambda *a: pytest.fail("a model input was made"))
+    with pytest.raises(ValueError, match=r"model input 64x400000 .* exceeds"):
+        engine.run(np.zeros((16, 100_000, 3), np.uint8))
+
+
+def test_a_strip_whose_model_input_is_too_narrow_is_a_counted_input_error(checkpoint):
+    """16x5000: 1.3 MP as a model input, but 312:1. The node counts it and keeps segmenting."""
+    with running_node(f"checkpoint:={checkpoint}", "resize:=keep_aspect", "diagnostics_period:=0.2",
+                      tag="strip") as (proc, h):
+        h.publish(rgb_image(16, 5000), (800, 0))
+        h.wait_for(lambda: _diag_int(h, "input_errors") == 1, 30, "the strip counted as an input error")
+        assert "aspect" in h.diagnostics_value("last_error")
+        assert h.output_for("mask", (801, 0), republish=lambda: h.publish(rgb_image(), (801, 0)))
+        assert _diag_int(h, "processing_errors") == 0 and proc.poll() is None
+
+
+def _png_bomb(side: int) -> bytes:
+    """A PNG declaring side x side RGB pixels, all black: a few hundred bytes per megapixel."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = zlib.compressobj(9)
+    idat = b"".join(rows.compress(b"\x00" * (1 + 3 * side)) for _ in range(side)) + rows.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def test_an_8k_frame_is_refused_at_the_default_max_image_pixels():
+    default = next(s.default for s in PARAMETERS if s.name == "max_image_pixels")
+    frame = Image(height=4320, width=7680, encoding="rgb8", step=7680 * 3)  # header only: no 100 MB
+    with pytest.raises(ImageDecodeError, match="exceeds max_pixels"):
+        to_rgb8(frame, default)
+    assert default >= 4056 * 3040  # a 12 MP robot camera (OAK, Jetson IMX477) still fits
+
+
+def test_a_png_decompression_bomb_is_refused_from_its_header_before_decoding(monkeypatch):
+    """5792x5792 (33.5 MP, ~100 kB of PNG) at the node's default max_image_pixels."""
+    import cv2
+
+    default = next(s.default for s in PARAMETERS if s.name == "max_image_pixels")
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: pytest.fail("the bomb was decoded"))
+    bomb = CompressedImage(format="png", data=_png_bomb(5792))
+    with pytest.raises(ImageDecodeError, match="5792x5792 .* exceeds max_pixels"):
+        compressed_to_rgb8(bomb, default)
+
+
+def _with_config(good, path, **changes):
+    """`good`'s tensors under a config that claims `changes` (what a hostile checkpoint does)."""
+    from safetensors import safe_open
+
+    with safe_open(str(good), "pt") as f:
+        meta = f.metadata()
+    config = {**json.loads(meta["config"]), **changes}
+    save_file(load_file(str(good)), str(path), metadata={**meta, "config": json.dumps(config)})
+    return path
+
+
+def _no_real_model(monkeypatch, module):
+    """Fail the test if `module` builds a ClustViT anywhere but on the meta device (shapes only)."""
+    real = module.ClustViT
+
+    def build(config):
+        if torch.empty(0).device.type != "meta":
+            pytest.fail(f"a model was built from an unchecked claim (depth {config.depth}, "
+                        f"{config.num_classes} classes)")
+        return real(config)
+
+    monkeypatch.setattr(module, "ClustViT", build)
+
+
+def test_a_checkpoint_claiming_200000_blocks_is_refused_before_anything_is_built(checkpoint, tmp_path,
+                                                                                 monkeypatch):
+    from clustvit_ros.model import checkpoints
+
+    bomb = _with_config(checkpoint, tmp_path / "depth.safetensors", depth=200_000)
+    monkeypatch.setattr(checkpoints, "ClustViT", lambda config: pytest.fail("a model was built"))
+    with pytest.raises(checkpoints.CheckpointError, match=r"depth.safetensors.*depth 200000 exceeds"):
+        checkpoints.load_checkpoint(bomb)
+
+
+def test_a_checkpoint_claiming_2e7_classes_stops_node_and_eval_with_the_reason(checkpoint, tmp_path, capsys):
+    from clustvit_ros.cli import main
+
+    bomb = _with_config(checkpoint, tmp_path / "classes.safetensors", num_classes=20_000_000,
+                        class_names=[], palette=[])
+    assert main(["eval", "--checkpoint", str(bomb), "--device", "cpu"]) == 2
+    assert "num_classes 20000000 exceeds 256" in capsys.readouterr().err
+    proc = start_node(unique_namespace("classes"), f"checkpoint:={bomb}")
+    assert processes.wait_exit(proc, 60), "the node kept running"
+    code, output = processes.stop(proc)
+    assert code != 0 and "num_classes 20000000 exceeds 256" in output, output
+
+
+def test_a_checkpoint_whose_tensors_do_not_fill_its_config_is_refused_before_they_are_read(
+        checkpoint, tmp_path, monkeypatch):
+    """Within every bound, but 40 blocks claimed for 4 stored: the header says so, nothing is read."""
+    from safetensors import safe_open
+
+    from clustvit_ros.model import checkpoints
+
+    liar = _with_config(checkpoint, tmp_path / "liar.safetensors", depth=40)
+    _no_real_model(monkeypatch, checkpoints)
+    reads = []
+    monkeypatch.setattr(checkpoints, "safe_open", lambda *a, **k: reads.append(1) or safe_open(*a, **k))
+    with pytest.raises(checkpoints.CheckpointError, match=r"liar.safetensors.*missing keys.*encoder.blocks.39"):
+        checkpoints.load_checkpoint(liar)
+    assert len(reads) == 1, "the tensors were read although the header already disagreed"
+
+
+def _timm_with_empty_tensors(path, dim: int):
+    """A timm ViT state dict whose tensors are all empty but claim width `dim` (a few kB on disk)."""
+    sd = {"cls_token": torch.zeros(0, 1, dim), "pos_embed": torch.zeros(0, 1 + 14 * 14, dim),
+          "patch_embed.proj.weight": torch.zeros(0, 3, 16, 16), "norm.weight": torch.zeros(0),
+          "norm.bias": torch.zeros(0), "blocks.0.attn.qkv.weight": torch.zeros(0, dim),
+          "blocks.0.mlp.fc1.weight": torch.zeros(4 * dim, 0)}
+    torch.save(sd, path)
+    return path
+
+
+@pytest.mark.parametrize("dim, extra", [(64, ["--img-size", "256"]), (4096, [])])
+def test_convert_of_empty_tensors_is_one_clear_error_and_builds_nothing(tmp_path, monkeypatch, capsys, dim, extra):
+    """(64: the position-embedding resize crashed with a traceback; 4096: 2.3 GB allocated first.)"""
+    from clustvit_ros.cli import main
+    from clustvit_ros.model import importers
+
+    src = _timm_with_empty_tensors(tmp_path / "empty.pth", dim)
+    _no_real_model(monkeypatch, importers)
+    code = main(["convert", str(src), str(tmp_path / "out.safetensors"), "--from", "timm", "--num-classes", "3",
+                 "--num-heads", "16", "--head", "linear", "--ip", "0", *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and "empty.pth" in err and "cls_token" in err and "no elements" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out.safetensors").exists()
+
+
+def test_a_compressed_pth_is_refused_before_it_is_inflated(tmp_path):
+    """A zip entry may be deflated: 5 kB that would become a 4 MB tensor (or 10 MB -> 10 GB)."""
+    import io
+    import zipfile
+
+    from clustvit_ros.model.importers import CheckpointError, read_weights
+
+    plain = io.BytesIO()
+    torch.save({"blocks.0.attn.qkv.weight": torch.zeros(1000, 1000)}, plain)
+    with zipfile.ZipFile(io.BytesIO(plain.getvalue())) as zin, \
+            zipfile.ZipFile(tmp_path / "bomb.pth", "w", zipfile.ZIP_DEFLATED) as zout:
+        for name in zin.namelist():
+            zout.writestr(name, zin.read(name))
+    assert (tmp_path / "bomb.pth").stat().st_size < 100_000
+    with pytest.raises(CheckpointError, match="bomb.pth.*compressed"):
+        read_weights(tmp_path / "bomb.pth")

@@ -101,3 +101,29 @@ def test_bfloat16_logits_are_pruned_with_a_wider_rounding_margin():
     labels = upsample_argmax(logits, (128, 128), (128, 128), (96, 160))
     assert torch.equal(labels, full_argmax(logits, (128, 128), (128, 128), (96, 160)))
     assert len(winnable_classes(logits, window=2)) < 60
+
+
+def test_above_the_label_map_limit_per_class_work_stays_at_the_limit(monkeypatch):
+    """A camera above LABEL_MAP_PIXELS: every per-class interpolation stays within it, whatever the
+    class count; the camera's pixels cost one look-up each (nearest from the limited label map)."""
+    import clustvit_ros.runtime.label_map as label_map
+
+    limit = label_map.LABEL_MAP_PIXELS
+    image = (1500, 2000)  # 3 MP
+    assert image[0] * image[1] > limit
+    sizes, interpolate = [], F.interpolate
+
+    def recording(*args, **kwargs):
+        out = interpolate(*args, **kwargs)
+        sizes.append(out.shape)
+        return out
+
+    monkeypatch.setattr(F, "interpolate", recording)
+    torch.manual_seed(3)
+    logits = torch.randn(1, 8, 16, 16) + 4 * torch.randn(1, 8, 1, 1)
+    labels = upsample_argmax(logits, (256, 256), (256, 256), image)
+    assert labels.shape == image and labels.dtype == torch.uint8
+    assert sizes and all(s[-2] * s[-1] <= limit for s in sizes), sizes
+    monkeypatch.setattr(F, "interpolate", interpolate)
+    exact = full_argmax(logits, (256, 256), (256, 256), image)
+    assert (labels == exact).float().mean() > 0.99  # only class boundaries may shift, by < 2 px

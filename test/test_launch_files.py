@@ -51,8 +51,7 @@ def test_reference_params_file_lists_every_parameter_with_its_default():
 
 
 def test_label_files_agree_with_the_palettes():
-    from clustvit_ros.data.palettes import CLASS_INFOS
-    from clustvit_ros.runtime.labels import load_labels
+    from clustvit_ros.data.palettes import CLASS_INFOS, read_labels_file
 
     sys.path.insert(0, str(REPO / "tools"))
     try:
@@ -62,8 +61,8 @@ def test_label_files_agree_with_the_palettes():
     for path, text in make_labels.expected_files().items():
         assert path.read_text() == text, f"{path.name} is stale: run python tools/make_labels.py"
     for name, info in CLASS_INFOS.items():
-        names, palette = load_labels(CONFIG / "labels" / f"{name}.yaml", info.num_classes)
-        assert names == info.names and (palette == info.palette).all()
+        labels = read_labels_file(CONFIG / "labels" / f"{name}.yaml", info.num_classes)
+        assert labels.names == info.names and (labels.palette == info.palette).all()
 
 
 def rviz_image_displays() -> list[dict]:

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
+from clustvit_ros.data.palettes import LabelsError
 from clustvit_ros.model.budget import MergeBudget
 from clustvit_ros.model.checkpoints import CheckpointError
 from clustvit_ros.runtime.device import resolve_device, resolve_dtype
-from clustvit_ros.runtime.engine import Segmenter, model_input_size
-from clustvit_ros.runtime.labels import LabelsError, blend, colorize
+from clustvit_ros.runtime.engine import Engine, model_input_size
 from support.models import CLASSES, make_checkpoint
 
 
@@ -20,7 +20,7 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engine(checkpoint):
-    return Segmenter(checkpoint, device="cpu")
+    return Engine(checkpoint, device="cpu")
 
 
 def _image(h, w, seed=0):
@@ -55,7 +55,7 @@ def test_resize_policies():
 
 
 def test_native_resolution_pads_to_patches_and_costs_more(checkpoint):
-    engine = Segmenter(checkpoint, device="cpu", resize="none")
+    engine = Engine(checkpoint, device="cpu", resize="none")
     small, big = engine.run(_image(40, 50)), engine.run(_image(120, 150))
     assert small.labels.shape == (40, 50) and big.labels.shape == (120, 150)
     assert small.stats.grid == (3, 4) and big.stats.grid == (8, 10)
@@ -79,7 +79,7 @@ def test_device_and_dtype_fall_back_with_a_warning():
 
 
 def test_bf16_engine_runs_on_the_cpu(checkpoint):
-    engine = Segmenter(checkpoint, device="cpu", dtype="bf16")
+    engine = Engine(checkpoint, device="cpu", dtype="bf16")
     result = engine.run(_image(64, 64), MergeBudget(1.0, merge_bias=1.0))
     assert result.labels.shape == (64, 64) and engine.dtype == torch.bfloat16
 
@@ -87,32 +87,23 @@ def test_bf16_engine_runs_on_the_cpu(checkpoint):
 def test_missing_and_corrupt_checkpoints_name_the_file(tmp_path):
     missing = tmp_path / "nowhere.safetensors"
     with pytest.raises(CheckpointError, match="nowhere.safetensors"):
-        Segmenter(missing, device="cpu")
+        Engine(missing, device="cpu")
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(b"\x00garbage" * 10)
     with pytest.raises(CheckpointError, match="corrupt.safetensors"):
-        Segmenter(corrupt, device="cpu")
+        Engine(corrupt, device="cpu")
 
 
 def test_labels_file_overrides_names_and_palette(checkpoint, tmp_path):
     labels = tmp_path / "labels.yaml"
     labels.write_text("classes:\n" + "".join(f"  - {{name: c{i}, color: [{i}, {2 * i}, {3 * i}]}}\n"
                                             for i in range(4)))
-    engine = Segmenter(checkpoint, device="cpu", labels_file=labels)
-    assert engine.class_names == ("c0", "c1", "c2", "c3")
-    np.testing.assert_array_equal(engine.palette[3], [3, 6, 9])
+    engine = Engine(checkpoint, device="cpu", labels_file=labels)
+    assert engine.classes.names == ("c0", "c1", "c2", "c3")
+    np.testing.assert_array_equal(engine.classes.palette[3], [3, 6, 9])
     labels.write_text("classes:\n  - {name: only, color: [1, 2, 3]}\n")
     with pytest.raises(LabelsError, match="lists 1 classes but the model has 4"):
-        Segmenter(checkpoint, device="cpu", labels_file=labels)
-
-
-def test_colorize_and_blend():
-    palette = np.array([[0, 0, 0], [255, 0, 0]], dtype=np.uint8)
-    labels = np.array([[0, 1]], dtype=np.uint8)
-    colour = colorize(labels, palette)
-    np.testing.assert_array_equal(colour, [[[0, 0, 0], [255, 0, 0]]])
-    image = np.full((1, 2, 3), 100, dtype=np.uint8)
-    np.testing.assert_array_equal(blend(image, colour, 0.5)[0, 1], [178, 50, 50])
+        Engine(checkpoint, device="cpu", labels_file=labels)
 
 
 def test_engine_labels_equal_the_model_forward(engine):
@@ -121,4 +112,14 @@ def test_engine_labels_equal_the_model_forward(engine):
     x = (torch.from_numpy(image).permute(2, 0, 1)[None].float() - 127.5) / 127.5
     with torch.inference_mode():
         expected = engine.model(x).logits.argmax(1)[0].numpy()
+    np.testing.assert_array_equal(engine.run(image).labels, expected)
+
+
+def test_engine_and_training_forward_share_normalisation_and_padding_geometry(checkpoint):
+    """An input that is not a multiple of 16: the engine's labels are the training forward's argmax."""
+    engine = Engine(checkpoint, device="cpu", resize="none")
+    image = _image(37, 61, seed=3)
+    rgb = torch.from_numpy(image).permute(2, 0, 1)[None]
+    with torch.inference_mode():
+        expected = engine.model(engine.model.normalize(rgb)).logits.argmax(1)[0].numpy()
     np.testing.assert_array_equal(engine.run(image).labels, expected)

@@ -322,11 +322,12 @@ def plot(path: Path, frames: list[dict], change: float | None, args) -> None:
 
 
 def _stats(values: list[float]) -> tuple[float, float, float]:
-    ordered = sorted(v for v in values if math.isfinite(v))
-    if not ordered:
-        return math.nan, math.nan, math.nan
-    return (sum(ordered) / len(ordered), ordered[len(ordered) // 2],
-            ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))])
+    """Mean, p50 and p95 of the finite values (NaN when there are none)."""
+    from clustvit_ros.runtime.percentile import percentile
+
+    finite = [v for v in values if math.isfinite(v)]
+    mean = sum(finite) / len(finite) if finite else math.nan
+    return mean, percentile(finite, 50), percentile(finite, 95)
 
 
 def print_summary(frames, counts, change, args, out: Path, wall: float) -> None:

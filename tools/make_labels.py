@@ -4,9 +4,9 @@
     python tools/make_labels.py            # rewrite the files
     python tools/make_labels.py --check    # exit 1 if a file differs from palettes.py
 
-The files use the format `runtime/labels.py` reads (`labels_file` parameter of the node):
-``classes: [{name: ..., color: [r, g, b]}, ...]`` in class-id order. test/test_launch_config.py
-checks that they agree with palettes.py.
+The files use the format that `read_labels_file` (palettes.py) reads for the node's `labels_file`
+parameter: ``classes: [{name: ..., color: [r, g, b]}, ...]`` in class-id order.
+test/test_launch_files.py checks that they agree with palettes.py.
 """
 from __future__ import annotations
 

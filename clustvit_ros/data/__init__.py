@@ -19,7 +19,7 @@ _EXPORTS = {
     "colorize": "palettes", "get_class_info": "palettes",
     "SyntheticScenes": "synthetic", "save_preview": "synthetic", "render_scene": "synthetic_render",
     "pseudo_cluster_targets": "targets",
-    "train_pipeline": "transforms", "eval_pipeline": "transforms", "sliding_windows": "transforms",
+    "train_pipeline": "transforms",
     "DATASETS": "registry", "build_dataset": "registry",
 }
 __all__ = list(_EXPORTS)

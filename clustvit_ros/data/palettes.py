@@ -1,4 +1,5 @@
-"""Class names and RGB palettes of the datasets the package knows, and mask colourisation.
+"""Class names and RGB palettes: the datasets the package knows, labels files, the default
+palette, and mask colourisation. The one place labels and colours are defined.
 
 Every palette is an ``(N, 3) uint8`` array in **RGB** order, row ``i`` is class id ``i``. Pixels
 equal to the ignore index (255) have no class; :func:`colorize` paints them ``ignore_color``.
@@ -10,8 +11,10 @@ ADE20K name ``'bed '`` loses its trailing blank); SUIM from the dataset's own 3-
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+import yaml
 
 IGNORE_INDEX = 255
 
@@ -50,17 +53,52 @@ def default_palette(n: int) -> np.ndarray:
     return pal.astype(np.uint8)
 
 
-def colorize(mask: np.ndarray, palette: np.ndarray, ignore_index: int = IGNORE_INDEX,
+def colorize(mask: np.ndarray, palette: np.ndarray, ignore_index: int | None = IGNORE_INDEX,
              ignore_color: tuple[int, int, int] = (0, 0, 0)) -> np.ndarray:
-    """Label map ``(H, W)`` -> RGB ``(H, W, 3) uint8``. Ids outside the palette get ``ignore_color``."""
+    """Label map ``(H, W)`` -> RGB ``(H, W, 3) uint8`` in one table look-up.
+
+    Ids outside the palette, and ``ignore_index`` unless it is None, get ``ignore_color``.
+    """
     mask = np.asarray(mask)
     pal = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
-    lut = np.empty((len(pal) + 1, 3), dtype=np.uint8)
-    lut[:-1] = pal
-    lut[-1] = ignore_color
+    lut = np.empty((max(len(pal), 256) + 1, 3), dtype=np.uint8)
+    lut[:] = ignore_color
+    lut[:len(pal)] = pal
+    if ignore_index is not None and 0 <= ignore_index < len(lut):
+        lut[ignore_index] = ignore_color
+    if mask.dtype == np.uint8:
+        return lut[mask]
     idx = mask.astype(np.int64, copy=False)
-    idx = np.where((idx < 0) | (idx >= len(pal)) | (idx == ignore_index), len(pal), idx)
-    return lut[idx]
+    return lut[np.where((idx < 0) | (idx >= len(lut)), len(lut) - 1, idx)]
+
+
+class LabelsError(ValueError):
+    """A labels file that cannot be used; the message names the file and the problem."""
+
+
+def read_labels_file(path: str | Path, num_classes: int) -> ClassInfo:
+    """A labels YAML (``classes: [{name: sky, color: [r, g, b]}, ...]``, class-id order, as
+    ``tools/make_labels.py`` writes them) for a model of ``num_classes`` classes."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise LabelsError(f"labels file {path}: {exc}") from exc
+    entries = data.get("classes") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise LabelsError(f"labels file {path}: expected a top-level 'classes' list")
+    if len(entries) != num_classes:
+        raise LabelsError(f"labels file {path}: lists {len(entries)} classes but the model has {num_classes}")
+    names, colours = [], []
+    for i, entry in enumerate(entries):
+        name, colour = (entry.get("name"), entry.get("color")) if isinstance(entry, dict) else (None, None)
+        if (not isinstance(name, str) or not isinstance(colour, list) or len(colour) != 3
+                or not all(isinstance(c, int) and 0 <= c <= 255 for c in colour)):
+            raise LabelsError(f"labels file {path}: entry {i} needs a 'name' and a 'color' of three 0-255 ints")
+        names.append(name)
+        colours.append(colour)
+    label_set = data.get("name")
+    return ClassInfo(label_set if isinstance(label_set, str) else path.stem, tuple(names), np.array(colours))
 
 
 ADE20K_CLASSES = (

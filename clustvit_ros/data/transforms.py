@@ -12,22 +12,20 @@ Every transform is a callable ``t(image, mask, rng) -> (image, mask)`` with
 
 Training (CLUSTVIT.md §4): :func:`train_pipeline` = RandomResize (keep ratio) or fixed Resize,
 RandomCrop with ``cat_max_ratio``, horizontal flip, PhotoMetricDistortion, Pad to the crop size
-with 255. Evaluation: :func:`eval_pipeline` with ``"single"`` (resize to a fixed size, one window)
-or ``"slide"`` (keep-ratio rescale; the evaluator then walks :func:`sliding_windows`). Evaluation
-pipelines resize the image only: the mask stays at its original resolution, where mIoU is taken.
+with 255. Evaluation needs no pipeline: it feeds raw images to the runtime engine, which resizes
+them its own way (``resize`` policy) and returns labels at the mask's resolution.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator, NamedTuple, Sequence
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 import torch
 
 __all__ = [
-    "Transform", "Compose", "Resize", "Rescale", "RandomResize", "RandomCrop", "RandomFlip",
-    "PhotoMetricDistortion", "Pad", "ToTensor", "Window", "sliding_windows", "rescale_size",
-    "train_pipeline", "eval_pipeline",
+    "Transform", "Compose", "Resize", "RandomResize", "RandomCrop", "RandomFlip",
+    "PhotoMetricDistortion", "Pad", "ToTensor", "rescale_size", "train_pipeline",
 ]
 
 Transform = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple]
@@ -80,21 +78,6 @@ class Resize:
 
     def __repr__(self) -> str:
         return f"Resize(size={self.size}, resize_mask={self.resize_mask})"
-
-
-class Rescale:
-    """Keep-ratio resize so that long edge <= max(scale), short edge <= min(scale) (mmseg
-    ``Resize(scale=(2048, 512), keep_ratio=True)``)."""
-
-    def __init__(self, scale: tuple[int, int] = (2048, 512), resize_mask: bool = True):
-        self.scale = (int(scale[0]), int(scale[1]))
-        self.resize_mask = resize_mask
-
-    def __call__(self, image, mask, rng=None):
-        return _resize(image, mask, rescale_size(image.shape[:2], self.scale), self.resize_mask)
-
-    def __repr__(self) -> str:
-        return f"Rescale(scale={self.scale}, resize_mask={self.resize_mask})"
 
 
 class RandomResize:
@@ -256,36 +239,6 @@ class ToTensor:
         return "ToTensor()"
 
 
-class Window(NamedTuple):
-    """A sliding-window box in pixels: rows ``top:bottom``, columns ``left:right``."""
-
-    top: int
-    left: int
-    bottom: int
-    right: int
-
-
-def sliding_windows(height: int, width: int, crop: tuple[int, int] | int,
-                    stride: tuple[int, int] | int) -> Iterator[Window]:
-    """mmseg ``slide_inference`` windows over an image of ``height x width``.
-
-    Grid: ``max(H - crop_h + stride_h - 1, 0) // stride_h + 1`` rows (same for columns); each
-    window starts at ``i * stride`` and is shifted back inside the image, so every window has the
-    full crop size when the image is at least that large (smaller images give one window of the
-    image size). Windows cover the image; the caller averages overlapping logits.
-    """
-    ch, cw = (crop, crop) if isinstance(crop, int) else crop
-    sh, sw = (stride, stride) if isinstance(stride, int) else stride
-    if min(ch, cw, sh, sw) < 1:
-        raise ValueError("crop and stride must be positive")
-    rows = max(height - ch + sh - 1, 0) // sh + 1
-    cols = max(width - cw + sw - 1, 0) // sw + 1
-    for r in range(rows):
-        for c in range(cols):
-            y1, x1 = min(r * sh + ch, height), min(c * sw + cw, width)
-            yield Window(max(y1 - ch, 0), max(x1 - cw, 0), y1, x1)
-
-
 def train_pipeline(crop_size: tuple[int, int] = (512, 512), *,
                    scale: tuple[int, int] | None = (2048, 512),
                    ratio_range: tuple[float, float] = (0.5, 2.0),
@@ -312,22 +265,3 @@ def train_pipeline(crop_size: tuple[int, int] = (512, 512), *,
     ts.append(ToTensor())
     return Compose(ts)
 
-
-def eval_pipeline(policy: str = "single", *, size: tuple[int, int] = (512, 512),
-                  scale: tuple[int, int] = (2048, 512)) -> Compose:
-    """Evaluation pipeline ending in :class:`ToTensor`; the mask keeps its original size.
-
-    ``"single"``: resize the image to exactly ``size`` (h, w); one forward pass.
-    ``"slide"``: keep-ratio rescale to ``scale`` (ADE20K: short side 512); the evaluator runs
-    windows from :func:`sliding_windows` (ADE20K: crop 512, stride 480).
-    ``"none"``: the image as loaded.
-    """
-    if policy == "single":
-        ts: list[Transform] = [Resize(size, resize_mask=False)]
-    elif policy == "slide":
-        ts = [Rescale(scale, resize_mask=False)]
-    elif policy == "none":
-        ts = []
-    else:
-        raise ValueError(f"unknown eval policy {policy!r}; use 'single', 'slide' or 'none'")
-    return Compose(ts + [ToTensor()])

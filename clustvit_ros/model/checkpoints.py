@@ -47,7 +47,11 @@ def save_checkpoint(model: ClustViT, path: str | os.PathLike,
 
 def read_metadata(path: str | os.PathLike) -> tuple[ClustViTConfig, dict[str, Any]]:
     """The (config, extra_meta) stored in a checkpoint, without reading its tensors."""
-    meta = _open(path, lambda f: f.metadata())
+    return _parse_metadata(_open(path, lambda f: f.metadata()), path)
+
+
+def _parse_metadata(meta: dict[str, str] | None, path: str | os.PathLike
+                    ) -> tuple[ClustViTConfig, dict[str, Any]]:
     if not meta or meta.get("format") != FORMAT or "config" not in meta:
         raise CheckpointError(f"{path}: not a {FORMAT} checkpoint (no config in its metadata); "
                               "foreign weights need `clustvit convert`")
@@ -62,34 +66,44 @@ def read_metadata(path: str | os.PathLike) -> tuple[ClustViTConfig, dict[str, An
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> ClustViT:
     """Rebuild the model stored in ``path`` (in eval mode) on ``map_location``.
 
-    Raises :class:`CheckpointError` naming the file for a missing or corrupt file, a missing or
+    The config is a claim, so nothing is allocated from it: its dimensions are bounded
+    (:func:`~.configs.check_dimensions`), the model is laid out on the meta device (shapes, no
+    memory), and the names and shapes in the file's header are checked against it before a tensor
+    is read; safetensors checks that the file holds the bytes its header promises. Raises
+    :class:`CheckpointError` naming the file for a missing or corrupt file, a missing, unbounded or
     inconsistent config, and missing, unexpected or wrongly shaped tensors.
     """
-    config, _ = read_metadata(path)
-    tensors = _open(path, lambda f: {k: f.get_tensor(k) for k in f.keys()})
+    meta, shapes = _open(path, _header)
+    config, _ = _parse_metadata(meta, path)
     with torch.device("meta"):
         model = ClustViT(config)
-    check_state_dict(model, tensors, str(path))
+    check_shapes(model, shapes, str(path))
+    tensors = _open(path, lambda f: {k: f.get_tensor(k) for k in f.keys()})
     model.load_state_dict(tensors, strict=True, assign=True)
     return model.to(map_location).eval()
 
 
-def check_state_dict(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
+def check_shapes(model: torch.nn.Module, shapes: dict[str, tuple[int, ...]], source: str) -> None:
     """Raise :class:`CheckpointError` listing missing, unexpected and wrong-shape keys."""
-    expected = model.state_dict()
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     problems = []
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
     if missing:
         problems.append(f"missing keys {missing}")
     if unexpected:
         problems.append(f"unexpected keys {unexpected}")
-    shapes = [f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(v.shape)}"
-              for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
-    if shapes:
-        problems.append(f"wrong shapes [{'; '.join(shapes)}]")
+    wrong = [f"{k}: file {tuple(shapes[k])} vs model {v}"
+             for k, v in expected.items() if k in shapes and tuple(shapes[k]) != v]
+    if wrong:
+        problems.append(f"wrong shapes [{'; '.join(wrong)}]")
     if problems:
         raise CheckpointError(f"{source}: tensors do not match its config: " + ", ".join(problems))
+
+
+def _header(f) -> tuple[dict[str, str] | None, dict[str, tuple[int, ...]]]:
+    """A safetensors file's metadata and tensor shapes, from its header alone."""
+    return f.metadata(), {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
 
 
 def _open(path: str | os.PathLike, read):

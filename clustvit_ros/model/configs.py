@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ..data.palettes import default_palette
+
 # name -> (embed_dim, depth, num_heads, mlp_hidden, cluster_hidden, training image side)
 # Paper / official configs (CLUSTVIT.md §1.1); the odd cluster widths are the released values.
 VARIANTS: dict[str, tuple[int, int, int, int, int, int]] = {
@@ -18,19 +20,13 @@ _DIM_FIELDS = ("embed_dim", "depth", "num_heads", "mlp_hidden", "cluster_hidden"
 HEADS = ("mask", "linear")
 STEMS = ("patch", "conv")
 
-
-def default_palette(n: int) -> tuple[tuple[int, int, int], ...]:
-    """The PASCAL VOC bit-interleaved colour map (class 0 black), distinct for any ``n < 2**24``."""
-    colours = []
-    for i in range(n):
-        r = g = b = 0
-        for shift in range(7, -1, -1):
-            r |= (i & 1) << shift
-            g |= ((i >> 1) & 1) << shift
-            b |= ((i >> 2) & 1) << shift
-            i >>= 3
-        colours.append((r, g, b))
-    return tuple(colours)
+# Upper bounds of every dimension a config may claim. A checkpoint's config is untrusted input, so
+# these are checked first, before anything is built or allocated from it. Generous for real models
+# (ViT-G/14: 1664 wide, 48 deep, MLP 8192); class ids are published as mono8: 256 classes at most.
+# (ip lies below depth whenever it is used.)
+DIMENSION_LIMITS = {"embed_dim": 2048, "depth": 48, "num_heads": 32, "mlp_hidden": 8192,
+                    "cluster_hidden": 8192, "patch_size": 32, "img_size": 2048, "k": 64,
+                    "head_layers": 8, "num_classes": 256}
 
 
 @dataclass(frozen=True)
@@ -72,6 +68,7 @@ class ClustViTConfig:
     def __post_init__(self) -> None:
         setf = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
         setf("img_size", _pair(self.img_size, "img_size"))
+        check_dimensions(self)
         setf("class_names", tuple(str(n) for n in self.class_names))
         setf("palette", tuple(tuple(int(v) for v in c) for c in self.palette))
         setf("mean", tuple(float(v) for v in self.mean))
@@ -83,7 +80,7 @@ class ClustViTConfig:
         if not self.class_names:
             setf("class_names", tuple(f"class_{i}" for i in range(self.num_classes)))
         if not self.palette:
-            setf("palette", default_palette(self.num_classes))
+            setf("palette", tuple(map(tuple, default_palette(self.num_classes).tolist())))
         self._validate()
 
     def _validate(self) -> None:
@@ -146,6 +143,20 @@ class ClustViTConfig:
         if unknown:
             raise ValueError(f"unknown ClustViTConfig keys: {unknown}")
         return cls(**data)
+
+
+def check_dimensions(config: ClustViTConfig) -> None:
+    """Raise ValueError naming the first dimension that is not an int within DIMENSION_LIMITS
+    (``img_size``: each side; ``num_classes``: also as the number of class names)."""
+    for name, limit in DIMENSION_LIMITS.items():
+        values = getattr(config, name)
+        if name == "num_classes":
+            values = (values, len(config.class_names))
+        for value in values if isinstance(values, tuple) else (values,):
+            if type(value) is not int:
+                raise ValueError(f"invalid ClustViTConfig: {name} must be an int, got {value!r}")
+            if value > limit:
+                raise ValueError(f"invalid ClustViTConfig: {name} {value} exceeds {limit}")
 
 
 def _pair(value: Any, name: str) -> tuple[int, int]:

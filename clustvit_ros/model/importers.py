@@ -11,9 +11,9 @@ harmless (the timm classifier; the Cluster module / Regenerator / head a source 
 """
 from __future__ import annotations
 
-import argparse
 import math
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .checkpoints import CheckpointError, save_checkpoint
+from .checkpoints import CheckpointError
 from .configs import VARIANTS, ClustViTConfig
 from .segmentor import ClustViT
 from .vit import resize_pos_embed
@@ -87,7 +87,8 @@ class ImportReport:
 def read_weights(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """(state dict, meta) of a ``.pth``/``.pt``/``.bin`` or ``.safetensors`` file.
 
-    Unwraps mmseg/mmengine ``{"state_dict", "meta"}`` and ``{"model": ...}`` containers.
+    Unwraps mmseg/mmengine ``{"state_dict", "meta"}`` and ``{"model": ...}`` containers. A torch
+    file is memory-mapped after :func:`_check_records`, so reading allocates nothing it claims.
     """
     path = Path(path)
     if not path.is_file():
@@ -97,7 +98,10 @@ def read_weights(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
             from safetensors.torch import load_file
             obj: Any = load_file(str(path))
         else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            _check_records(path)
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except CheckpointError:
+        raise
     except Exception as exc:  # unpickling refusals, truncated zips, bad headers
         raise CheckpointError(
             f"{path}: cannot be read as weights (weights_only=True): {exc}") from exc
@@ -109,6 +113,33 @@ def read_weights(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise CheckpointError(f"{path}: does not hold a state dict of tensors")
     return dict(obj), meta if isinstance(meta, dict) else {}
+
+
+def _check_records(path: Path) -> None:
+    """A torch zip file (``torch.save`` since 1.6) whose records are all stored as is, within the
+    file, so their sizes are what the file holds; else :class:`CheckpointError` saying why."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise CheckpointError(f"{path}: not a zip-format torch file ({exc}); a legacy (torch < 1.6) "
+                              "file must be loaded and saved again with torch.save first") from exc
+    size = path.stat().st_size
+    for record in records:
+        if record.compress_type != zipfile.ZIP_STORED:
+            raise CheckpointError(f"{path}: record {record.filename} is compressed, which torch.save "
+                                  "never does; it is not inflated (a zip bomb?)")
+        if record.file_size != record.compress_size or record.header_offset + record.file_size > size:
+            raise CheckpointError(f"{path}: record {record.filename} claims {record.file_size} bytes "
+                                  "that the file does not hold")
+
+
+def _check_not_empty(state_dict: dict[str, Tensor], source: str) -> None:
+    """Refuse tensors without elements: they would let a tiny file claim any dimension."""
+    empty = [f"{k} {tuple(v.shape)}" for k, v in state_dict.items() if v.numel() == 0]
+    if empty:
+        raise CheckpointError(f"{source}: tensors with no elements: {', '.join(empty[:5])}"
+                              + (f" and {len(empty) - 5} more" if len(empty) > 5 else ""))
 
 
 def detect_scheme(state_dict: dict[str, Tensor]) -> str:
@@ -216,6 +247,7 @@ def import_weights(source: str | Path | dict[str, Tensor], scheme: str | None = 
     else:
         sd, file_meta = read_weights(source)
         meta, label = meta or file_meta, str(source)
+    _check_not_empty(sd, label)
     scheme = scheme or detect_scheme(sd)
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
@@ -224,8 +256,8 @@ def import_weights(source: str | Path | dict[str, Tensor], scheme: str | None = 
         config = infer_config(mapped, scheme, meta, **overrides)
     except CheckpointError as exc:
         raise CheckpointError(f"{label}: {exc}") from exc
-    model = ClustViT(config)
-    expected = model.state_dict()
+    with torch.device("meta"):  # shapes only: nothing is allocated before the file's tensors agree
+        expected = {k: tuple(v.shape) for k, v in ClustViT(config).state_dict().items()}
     report = ImportReport(scheme, label)
     _adapt(mapped, expected, config, report)
     for key in unmatched + [origin[k] for k in mapped if k not in expected]:
@@ -238,18 +270,19 @@ def import_weights(source: str | Path | dict[str, Tensor], scheme: str | None = 
             report.initialised.append(key)
         else:
             report.missing.append(key)
-    shapes = [f"{origin[k]}: {tuple(mapped[k].shape)} vs model {k} {tuple(expected[k].shape)}"
-              for k in report.loaded if mapped[k].shape != expected[k].shape]
+    shapes = [f"{origin[k]}: {tuple(mapped[k].shape)} vs model {k} {expected[k]}"
+              for k in report.loaded if tuple(mapped[k].shape) != expected[k]]
     if shapes:
         raise CheckpointError(f"{label}: wrong shapes for the inferred config: {'; '.join(shapes)}")
     if strict and (report.missing or report.unexpected):
         raise CheckpointError(f"{label}: missing keys {report.missing}, "
                               f"unexpected keys {report.unexpected} (strict=False to accept)")
+    model = ClustViT(config)  # the fresh modules draw from the caller's random state
     model.load_state_dict({k: mapped[k] for k in report.loaded}, strict=False)
     return model.eval(), report
 
 
-def _adapt(mapped: dict[str, Tensor], expected: dict[str, Tensor], config: ClustViTConfig,
+def _adapt(mapped: dict[str, Tensor], expected: dict[str, tuple[int, ...]], config: ClustViTConfig,
            report: ImportReport) -> None:
     """In-place layout fixes: 1x1 conv head -> Linear, position embedding onto the config grid."""
     w = mapped.get("head.proj.weight")
@@ -257,53 +290,9 @@ def _adapt(mapped: dict[str, Tensor], expected: dict[str, Tensor], config: Clust
         mapped["head.proj.weight"] = w.flatten(1)
     pos = mapped.get("encoder.pos_embed")
     dst = config.grid
-    if pos is not None and pos.shape[1] - 1 != dst[0] * dst[1]:
+    if pos is not None and pos.dim() == 3 and pos.shape[1] - 1 != dst[0] * dst[1]:
         side = math.isqrt(pos.shape[1] - 1)
         if side * side != pos.shape[1] - 1:
             raise CheckpointError(f"pos_embed of {pos.shape[1] - 1} positions is not a square grid")
         mapped["encoder.pos_embed"] = resize_pos_embed(pos, (side, side), dst)
         report.resized.append(f"pos_embed {side}x{side} -> {dst[0]}x{dst[1]}")
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """``clustvit convert SRC DST``: foreign weights -> a clustvit_ros safetensors checkpoint."""
-    p = subparsers.add_parser("convert", help="import timm / mmseg / ClustViT weights",
-                              description=add_parser.__doc__)
-    p.add_argument("src", type=Path, help=".pth/.pt/.bin or .safetensors weights")
-    p.add_argument("dst", type=Path, help="output .safetensors checkpoint")
-    p.add_argument("--from", dest="scheme", choices=SCHEMES, help="naming (default: detected)")
-    p.add_argument("--classes", help="class names: comma-separated, or a file with one per line")
-    p.add_argument("--num-classes", type=int)
-    p.add_argument("--num-heads", type=int, help="needed for non-standard widths")
-    p.add_argument("--k", type=int, help="clusters (0: plain ViT)")
-    p.add_argument("--ip", type=int, help="injection point (not stored in the weights)")
-    p.add_argument("--img-size", type=int, nargs="+", metavar="PX",
-                   help="training size H [W]: the position-embedding grid")
-    p.add_argument("--head", choices=["mask", "linear"], help="head for timm backbones")
-    p.add_argument("--seed", type=int, default=0, help="seed for freshly initialised modules")
-    p.add_argument("--non-strict", action="store_true",
-                   help="save even with unexplained missing/unexpected keys (still listed)")
-    p.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    overrides: dict[str, Any] = {}
-    if args.classes:
-        path = Path(args.classes)
-        names = path.read_text().split("\n") if path.is_file() else args.classes.split(",")
-        overrides["class_names"] = tuple(n.strip() for n in names if n.strip())
-    for name in ("num_classes", "num_heads", "k", "ip", "head"):
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
-    if args.img_size:
-        overrides["img_size"] = (args.img_size[0], args.img_size[-1])
-    torch.manual_seed(args.seed)
-    model, report = import_weights(args.src, args.scheme, strict=not args.non_strict, **overrides)
-    save_checkpoint(model, args.dst, {"imported_from": str(args.src), "scheme": report.scheme,
-                                      "initialised": report.initialised, "ignored": report.ignored,
-                                      "missing": report.missing, "unexpected": report.unexpected})
-    print(report.summary())
-    print(f"wrote {args.dst}: {model.config.variant} D={model.config.embed_dim} "
-          f"depth={model.config.depth} k={model.config.k} ip={model.config.ip} "
-          f"classes={model.config.num_classes}")
-    return 0

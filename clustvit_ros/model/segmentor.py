@@ -1,10 +1,7 @@
 """ClustViT: the ViT encoder with the Cluster module at block ``ip``, the Regenerator and a head.
 
-Input sizes: any H x W. Sizes that are not multiples of the patch size are padded at the bottom
-and right with zeros *after* normalisation (zero = the mean colour, as mmseg's ``AdaptivePadding``
-does), the padded image is segmented, the logits are upsampled bilinearly to the padded size and
-cropped back to H x W, so every pixel keeps its own patch's geometry (mmseg instead resizes the
-padded grid's logits onto H x W, shifting pixels by up to 15 px). Padded patches are ordinary
+Input sizes: any H x W. ``forward`` pads to whole patches after normalisation and maps the logits
+back onto the H x W pixels (:mod:`.pixels`, shared with the engine). Padded patches are ordinary
 tokens: they count in P and in the GFLOPs, and can merge like any other.
 """
 from __future__ import annotations
@@ -12,14 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .budget import MergeBudget
 from .cluster import ClusterModule, MergePlan, Regenerator, decide, merge
 from .configs import ClustViTConfig
 from .heads import LinearHead, MaskTransformerHead
+from .pixels import Normalize, logits_to_pixels, pad_to_patches
 from .vit import VisionTransformer
 
 
@@ -89,10 +85,7 @@ class ClustViT(nn.Module):
 
     def normalize(self, rgb: Tensor) -> Tensor:
         """(B, 3, H, W) RGB in 0..255 (any real dtype) -> normalised float input for ``forward``."""
-        dtype = rgb.dtype if rgb.is_floating_point() else torch.float32
-        mean = torch.tensor(self.config.mean, device=rgb.device, dtype=dtype).view(1, 3, 1, 1)
-        std = torch.tensor(self.config.std, device=rgb.device, dtype=dtype).view(1, 3, 1, 1)
-        return (rgb.to(dtype) - mean) / std
+        return Normalize(self.config, rgb.device)(rgb)
 
     def forward_features(self, images: Tensor, budget: MergeBudget | None = None) -> Features:
         """Encoder only; H and W must be multiples of the patch size (``forward`` pads)."""
@@ -123,17 +116,14 @@ class ClustViT(nn.Module):
 
     def pad_to_patches(self, images: Tensor) -> Tensor:
         """Zero-pad (B, 3, H, W) normalised images at the bottom/right to multiples of the patch size."""
-        h, w = images.shape[-2:]
-        ps = self.config.patch_size
-        return F.pad(images, (0, -w % ps, 0, -h % ps)) if h % ps or w % ps else images
+        return pad_to_patches(images, self.config.patch_size)
 
     def forward(self, images: Tensor, budget: MergeBudget | None = None) -> SegOutput:
         h, w = images.shape[-2:]
         padded = self.pad_to_patches(images)
         feats = self.forward_features(padded, budget)
-        logits = self.forward_head(feats.tokens, feats.grid)
-        logits = F.interpolate(logits, size=padded.shape[-2:], mode="bilinear", align_corners=False)
-        return SegOutput(logits[..., :h, :w], feats.cluster_logits, feats.stats)
+        logits = logits_to_pixels(self.forward_head(feats.tokens, feats.grid), padded.shape[-2:], (h, w))
+        return SegOutput(logits, feats.cluster_logits, feats.stats)
 
     @staticmethod
     def _stats(plan: MergePlan | None, batch: int, grid: tuple[int, int],

@@ -1,7 +1,7 @@
 """``clustvit bag IN.mcap OUT.mcap --topic /camera/image_raw``: segment the images of a ROS 2 bag.
 
 Reads a ROS 2 MCAP bag (rosbag2's default storage since Iron; ``ros2 bag convert`` makes one from
-sqlite3), runs ``runtime.Segmenter`` on every message of the image topic (sensor_msgs/Image or
+sqlite3), runs ``runtime.Engine`` on every message of the image topic (sensor_msgs/Image or
 CompressedImage) and writes a bag holding all original messages unchanged (same schemas, channels,
 log and publish times) plus, for each image, under ``<topic>/clustvit/`` (``--prefix``):
 
@@ -11,23 +11,37 @@ log and publish times) plus, for each image, under ``<topic>/clustvit/`` (``--pr
     stats       clustvit_ros/msg/FrameStats what the frame cost (GFLOPs, latency, tokens)
 
 each with the image's header and log time, so ``ros2 bag play`` and Foxglove show them in step.
-FrameStats here: ``latency_ms`` is decode + engine + output encoding, ``queue_ms`` is 0 and
-``stamp_age_ms`` NaN (nothing waits or travels offline).
+FrameStats as the node fills them (``runtime.frame``), except that ``queue_ms`` is 0 and
+``stamp_age_ms`` NaN: nothing waits or travels offline.
 
-This module imports only argparse at import time (the ``clustvit`` command loads it for its help);
-running it needs mcap, mcap-ros2-support, the ROS message packages' ``.msg`` files and torch.
+Untrusted bags: an image message that cannot be decoded (corrupt CDR bytes, a bad or oversized
+image, a model input out of bounds) is skipped and counted, as the node does. The output is written
+to a temporary file beside OUTPUT and renamed over it only when complete, so a failed run leaves
+any previous OUTPUT as it was; OUTPUT may not be INPUT (compared by inode: links too) nor anything
+but a regular file. Every failure is one line and a non-zero exit.
+
+This module imports only argparse and the engine's option names at import time (the ``clustvit``
+command loads it for its help); running it needs mcap, mcap-ros2-support, the ROS message packages'
+``.msg`` files and torch.
 """
 from __future__ import annotations
 
 import argparse
 import math
+import os
+import stat
+import struct
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..runtime.choices import DTYPE_NAMES, RESIZE_POLICIES
+
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
-OUTPUTS = ("mask", "mask_color", "overlay", "stats")
+OUTPUT_TYPES = {"mask": "sensor_msgs/msg/Image", "mask_color": "sensor_msgs/msg/Image",
+                "overlay": "sensor_msgs/msg/Image", "stats": "clustvit_ros/msg/FrameStats"}
+CORRUPT_CDR = (struct.error, ValueError, RuntimeError, IndexError)  # what bad bytes make the decoder raise
 
 
 def add_parser(subparsers) -> None:
@@ -43,12 +57,14 @@ def add_parser(subparsers) -> None:
                    help="merge_budget in [0, 1]: 0 = dense, 1 = the model's own decision (default 1)")
     p.add_argument("--bias", type=float, default=0.0, help="merge_bias [logit] (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
+    p.add_argument("--dtype", default="fp32", choices=DTYPE_NAMES)
     p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
                    help="model input size (default: the model's training size)")
-    p.add_argument("--resize", default="fixed", choices=("fixed", "keep_aspect", "none"))
+    p.add_argument("--resize", default="fixed", choices=RESIZE_POLICIES)
     p.add_argument("--labels-file", default="", help="labels YAML for mask_color/overlay colours")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay weight of the mask (default 0.5)")
+    p.add_argument("--max-image-pixels", type=int, metavar="N",
+                   help="larger images are skipped (default: the node's max_image_pixels default)")
     p.add_argument("--prefix", default="", help="output topic prefix (default: <topic>/clustvit)")
     p.add_argument("--no-mask-color", action="store_true", help="do not write mask_color")
     p.add_argument("--no-overlay", action="store_true", help="do not write overlay")
@@ -73,6 +89,34 @@ class Summary:
     patches: list = field(default_factory=list)
     checkpoint: str = ""
 
+    def skipped(self, log_time: int, reason: str) -> None:
+        self.errors += 1
+        self.first_error = self.first_error or f"log time {log_time}: {reason}"
+
+    def add(self, frame, times) -> None:
+        self.frames += 1
+        self.gflops.append(frame.result.gflops)
+        self.dense_gflops.append(frame.result.dense_gflops)
+        self.latency_ms.append(times.latency_ms)
+        self.kept.append(frame.result.stats.kept_tokens[0])
+        self.patches.append(frame.result.stats.patch_tokens)
+
+
+def run(args: argparse.Namespace) -> int:
+    """`clustvit bag` handler; every failure is a one-line ValueError (the command line prints it, exit 2)."""
+    source = _input_file(args.input)
+    _check_output(args.output, source, args.force)
+    if not 0.0 <= args.budget <= 1.0 or not math.isfinite(args.bias):
+        raise ValueError(f"--budget must lie in [0, 1] and --bias be finite, got {args.budget}, {args.bias}")
+    if args.max_image_pixels is not None and args.max_image_pixels < 1:
+        raise ValueError(f"--max-image-pixels must be positive, got {args.max_image_pixels}")
+    try:
+        summary, seconds = process_bag(source, args)
+    except OSError as exc:  # reading errors are ValueErrors by now: this is the output
+        raise ValueError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
+    print_summary(summary, seconds, args)
+    return 0 if summary.frames else 1
+
 
 def _input_file(path: Path) -> Path:
     if path.is_dir():  # a rosbag2 folder: metadata.yaml + one or more .mcap files
@@ -85,174 +129,166 @@ def _input_file(path: Path) -> Path:
     return path
 
 
-def run(args: argparse.Namespace) -> int:
-    """`clustvit bag` handler; raises ValueError for bad input (the command line prints it, exit 2)."""
-    from mcap.exceptions import McapError
-
-    source = _input_file(args.input)
-    if args.output.exists() and not args.force:
-        raise ValueError(f"{args.output} exists; pass --force to overwrite it")
-    if args.output.resolve() == source.resolve():
-        raise ValueError("OUTPUT must differ from INPUT")
-    if not 0.0 <= args.budget <= 1.0 or not math.isfinite(args.bias):
-        raise ValueError(f"--budget must lie in [0, 1] and --bias be finite, got {args.budget}, {args.bias}")
+def _check_output(output: Path, source: Path, force: bool) -> None:
+    """Refuse an OUTPUT that is INPUT (same inode: a hard or symbolic link too), that is not a
+    regular file (a directory, /dev/full), or that exists without --force."""
     try:
-        summary, seconds = process_bag(source, args)
-    except McapError as exc:
-        raise ValueError(f"{source} is not a readable MCAP file: {exc}") from exc
-    print_summary(summary, seconds, args)
-    return 0 if summary.frames else 1
+        found = output.stat()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ValueError(f"cannot use OUTPUT {output}: {exc.strerror or exc}") from exc
+    if os.path.samestat(found, source.stat()):
+        raise ValueError(f"OUTPUT {output} is the same file as INPUT {source} (a link to it?); "
+                         "choose another OUTPUT")
+    if not stat.S_ISREG(found.st_mode):
+        kind = "a directory" if stat.S_ISDIR(found.st_mode) else "a device or other special file"
+        raise ValueError(f"OUTPUT {output} is not a regular file but {kind}")
+    if not force:
+        raise ValueError(f"{output} exists; pass --force to overwrite it")
 
 
 def _open_engine(args):
-    from ..runtime.engine import Segmenter
+    from ..runtime.engine import Engine
     from ..runtime.packaged import default_checkpoint
 
     checkpoint = args.checkpoint or str(default_checkpoint())
-    engine = Segmenter(checkpoint, device=args.device, dtype=args.dtype,
-                       input_size=tuple(args.input_size) if args.input_size else None,
-                       resize=args.resize, labels_file=args.labels_file or None)
+    engine = Engine(checkpoint, device=args.device, dtype=args.dtype,
+                    input_size=tuple(args.input_size) if args.input_size else None,
+                    resize=args.resize, labels_file=args.labels_file or None)
     for warning in engine.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return engine, checkpoint
 
 
-def process_bag(source: Path, args) -> tuple[Summary, float]:
+def _read_summary(source: Path):
     from mcap.reader import make_reader
-    from mcap.writer import CompressionType, Writer
-    from mcap_ros2._dynamic import serialize_dynamic  # the encoder mcap_ros2.writer.Writer uses
-    from mcap_ros2.decoder import DecoderFactory
 
-    from .msg_defs import message_definition
-
-    with open(source, "rb") as f:
-        summary_info = make_reader(f).get_summary()
-    if summary_info is None:
+    try:
+        with open(source, "rb") as f:
+            summary = make_reader(f).get_summary()
+    except Exception as exc:  # any failure to parse the file's own structure: not a usable bag
+        raise ValueError(f"{source} is not a readable MCAP file: {exc}") from exc
+    if summary is None:
         raise ValueError(f"{source} has no summary section (an unfinished recording?); "
                          "repair it with `mcap recover` first")
-    channels = {c.topic: c for c in summary_info.channels.values()}
-    image_channel = channels.get(args.topic)
-    image_schema = summary_info.schemas.get(image_channel.schema_id) if image_channel else None
-    if image_channel is None or image_schema is None or image_schema.name not in IMAGE_TYPES:
+    return summary
+
+
+def _image_channel(summary, topic: str, source: Path):
+    """The image channel and its schema, else a ValueError listing the bag's image topics."""
+    channels = {c.topic: c for c in summary.channels.values()}
+    channel = channels.get(topic)
+    schema = summary.schemas.get(channel.schema_id) if channel else None
+    if schema is None or schema.name not in IMAGE_TYPES:
         images = sorted(t for t, c in channels.items()
-                        if (s := summary_info.schemas.get(c.schema_id)) is not None and s.name in IMAGE_TYPES)
-        raise ValueError(f"{source} has no image topic {args.topic!r}; its image topics: "
-                         f"{', '.join(images) or 'none'}")
-    compressed = image_schema.name.endswith("CompressedImage")
-    total = (summary_info.statistics.channel_message_counts.get(image_channel.id)
-             if summary_info.statistics else None)
+                        if (s := summary.schemas.get(c.schema_id)) is not None and s.name in IMAGE_TYPES)
+        raise ValueError(f"{source} has no image topic {topic!r}; its image topics: {', '.join(images) or 'none'}")
+    return channel, schema
 
-    prefix = (args.prefix or f"{args.topic.rstrip('/')}/clustvit").rstrip("/")
-    wanted = [o for o in OUTPUTS if not (o == "mask_color" and args.no_mask_color)
-              and not (o == "overlay" and args.no_overlay)]
-    clashes = sorted(f"{prefix}/{name}" for name in wanted if f"{prefix}/{name}" in channels)
-    if clashes:
-        raise ValueError(f"{source} already has {', '.join(clashes)} (segmented before?); choose "
-                         "another --prefix")
 
-    engine, checkpoint = _open_engine(args)
+def _messages(reader, source: Path):
+    """The bag's messages in file order; a record the reader cannot parse ends the run with its reason."""
+    messages = reader.iter_messages(log_time_order=False)
+    while True:
+        try:
+            item = next(messages)
+        except StopIteration:
+            return
+        except Exception as exc:  # the reader's own parsing of the file failed: corrupt beyond a message
+            raise ValueError(f"{source} is corrupt: {type(exc).__name__}: {exc}") from exc
+        yield item
+
+
+def process_bag(source: Path, args) -> tuple[Summary, float]:
+    """Copy the bag to ``args.output`` with a segmentation of every image of ``args.topic``."""
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
     from ..model.budget import MergeBudget
-    from ..runtime.labels import blend, colorize
-    from .image_codec import ImageDecodeError, compressed_to_rgb8, to_rgb8
+    from .bag_output import OutputBag, replacing
 
+    info = _read_summary(source)
+    channel, schema = _image_channel(info, args.topic, source)
+    prefix = (args.prefix or f"{args.topic.rstrip('/')}/clustvit").rstrip("/")
+    outputs = {name: (f"{prefix}/{name}", type_name) for name, type_name in OUTPUT_TYPES.items()
+               if not (name == "mask_color" and args.no_mask_color) and not (name == "overlay" and args.no_overlay)}
+    clashes = sorted(t for t, _ in outputs.values() if any(c.topic == t for c in info.channels.values()))
+    if clashes:
+        raise ValueError(f"{source} already has {', '.join(clashes)} (segmented before?); choose another --prefix")
+    decode = DecoderFactory().decoder_for(channel.message_encoding, schema)
+    if decode is None:
+        raise ValueError(f"cannot decode {args.topic}: encoding {channel.message_encoding!r}, "
+                         f"schema encoding {schema.encoding!r} (need cdr + ros2msg)")
+    images = _ImageDecoder(decode, schema.name.endswith("CompressedImage"), args.max_image_pixels)
+    engine, checkpoint = _open_engine(args)
     budget = MergeBudget(args.budget, args.bias)
-    decode_image = DecoderFactory().decoder_for(image_channel.message_encoding, image_schema)
-    if decode_image is None:
-        raise ValueError(f"cannot decode {args.topic}: encoding {image_channel.message_encoding!r}, "
-                         f"schema encoding {image_schema.encoding!r} (need cdr + ros2msg)")
-
-    summary = Summary()
+    summary = Summary(checkpoint=checkpoint)
+    progress = _progress(info.statistics.channel_message_counts.get(channel.id) if info.statistics else None,
+                         args)
     start = time.monotonic()
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    compression = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4,
-                   "none": CompressionType.NONE}[args.compression]
-    with open(source, "rb") as fin, open(args.output, "wb") as fout:
-        reader = make_reader(fin)
-        writer = Writer(fout, compression=compression)
-        writer.start(profile=reader.get_header().profile or "ros2", library="clustvit_ros clustvit bag")
-        schema_ids: dict[int, int] = {}
-        channel_ids: dict[int, int] = {}
-        for schema in summary_info.schemas.values():
-            schema_ids[schema.id] = writer.register_schema(schema.name, schema.encoding, schema.data)
-        for channel in summary_info.channels.values():
-            channel_ids[channel.id] = writer.register_channel(
-                channel.topic, channel.message_encoding, schema_ids.get(channel.schema_id, 0),
-                dict(channel.metadata))
-        out_types = {"mask": "sensor_msgs/msg/Image", "mask_color": "sensor_msgs/msg/Image",
-                     "overlay": "sensor_msgs/msg/Image", "stats": "clustvit_ros/msg/FrameStats"}
-        encoders, out_channels = {}, {}
-        existing = {s.name: schema_ids[s.id] for s in summary_info.schemas.values() if s.encoding == "ros2msg"}
-        for name in wanted:
-            type_name = out_types[name]
-            definition = message_definition(type_name)
-            if type_name not in existing:
-                existing[type_name] = writer.register_schema(type_name, "ros2msg", definition.encode())
-            encoders[name] = serialize_dynamic(type_name, definition)[type_name]
-            out_channels[name] = writer.register_channel(f"{prefix}/{name}", "cdr", existing[type_name])
-            summary.written[f"{prefix}/{name}"] = 0
-
-        progress = _progress(total, args)
-        for schema, channel, message in reader.iter_messages(log_time_order=False):
-            writer.add_message(channel_ids[channel.id], message.log_time, message.data,
-                               message.publish_time, message.sequence)
-            summary.copied += 1
-            if channel.id != image_channel.id:
-                continue
-            progress.update(1)
-            t0 = time.monotonic()
-            msg = decode_image(message.data)
-            try:
-                rgb = compressed_to_rgb8(msg) if compressed else to_rgb8(msg)
-            except ImageDecodeError as exc:
-                summary.errors += 1
-                summary.first_error = summary.first_error or f"log time {message.log_time}: {exc}"
-                continue
-            if not rgb.flags.writeable:  # a view of the decoded bytes; torch wants writable memory
-                rgb = rgb.copy()
-            result = engine.run(rgb, budget)
-            header = {"stamp": {"sec": msg.header.stamp.sec, "nanosec": msg.header.stamp.nanosec},
-                      "frame_id": msg.header.frame_id}
-            out = {"mask": _image(header, result.labels, "mono8")}
-            if "mask_color" in wanted or "overlay" in wanted:
-                colour = colorize(result.labels, engine.palette)
-                if "mask_color" in wanted:
-                    out["mask_color"] = _image(header, colour, "rgb8")
-                if "overlay" in wanted:
-                    out["overlay"] = _image(header, blend(rgb, colour, args.alpha), "rgb8")
-            encoded = {name: encoders[name](value) for name, value in out.items()}
-            latency_ms = (time.monotonic() - t0) * 1e3
-            encoded["stats"] = encoders["stats"](_stats(header, result, latency_ms, budget))
-            for name, data in encoded.items():
-                writer.add_message(out_channels[name], message.log_time, data, message.publish_time,
-                                   summary.frames)
-                summary.written[f"{prefix}/{name}"] += 1
-            summary.frames += 1
-            summary.gflops.append(result.gflops)
-            summary.dense_gflops.append(result.dense_gflops)
-            summary.latency_ms.append(latency_ms)
-            summary.kept.append(result.stats.kept_tokens[0])
-            summary.patches.append(result.stats.patch_tokens)
+    try:
+        with open(source, "rb") as fin, replacing(args.output) as fout:
+            reader = make_reader(fin)
+            out = OutputBag(fout, reader.get_header().profile, args.compression, info, outputs)
+            for _, in_channel, message in _messages(reader, source):
+                out.copy(in_channel.id, message)
+                summary.copied += 1
+                if in_channel.id == channel.id:
+                    progress.update(1)
+                    _segment(message, images, engine, budget, args.alpha, out, summary)
+            out.finish()
+    finally:
         progress.close()
-        writer.finish()
-    summary.checkpoint = checkpoint
+    summary.written = dict(out.written)
     return summary, time.monotonic() - start
 
 
-def _image(header: dict, array, encoding: str) -> dict:
-    height, width = array.shape[:2]
-    channels = 1 if array.ndim == 2 else array.shape[2]
-    return {"header": header, "height": height, "width": width, "encoding": encoding,
-            "is_bigendian": 0, "step": width * channels, "data": array.tobytes()}
+def _segment(message, images: _ImageDecoder, engine, budget, alpha: float, out, summary: Summary) -> None:
+    """One image message: its outputs written at its log time, or a skip counted with the reason."""
+    from ..runtime.engine import InputRejected
+    from ..runtime.frame import Frame, FrameTimes
+    from .image_codec import ImageDecodeError
+
+    started = time.monotonic()
+    try:
+        msg, rgb = images.decode(message.data)
+        decoded = time.monotonic()
+        frame = Frame(rgb, engine.run(rgb, budget), engine.classes.palette)
+    except (ImageDecodeError, InputRejected) as exc:
+        summary.skipped(message.log_time, str(exc))
+        return
+    segmented = time.monotonic()
+    header = {"stamp": {"sec": msg.header.stamp.sec, "nanosec": msg.header.stamp.nanosec},
+              "frame_id": msg.header.frame_id}
+    encoded = {"mask": out.encode_image("mask", header, frame.mask)}
+    if out.wants("mask_color"):
+        encoded["mask_color"] = out.encode_image("mask_color", header, frame.colour)
+    if out.wants("overlay"):
+        encoded["overlay"] = out.encode_image("overlay", header, frame.overlay(alpha))
+    times = FrameTimes.from_marks(started, started, decoded, segmented, time.monotonic())
+    encoded["stats"] = out.encode("stats", {"header": header, **frame.stats(times, budget, 0)})
+    out.write(encoded, message, summary.frames)
+    summary.add(frame, times)
 
 
-def _stats(header: dict, result, latency_ms: float, budget) -> dict:
-    s = result.stats
-    return {"header": header, "gflops": result.gflops, "dense_gflops": result.dense_gflops,
-            "latency_ms": latency_ms, "queue_ms": 0.0, "preprocess_ms": result.preprocess_ms,
-            "inference_ms": result.inference_ms, "postprocess_ms": result.postprocess_ms,
-            "stamp_age_ms": math.nan, "patch_tokens": s.patch_tokens, "kept_tokens": s.kept_tokens[0],
-            "merged_tokens": s.merged_tokens[0], "clusters_used": s.clusters_used[0], "dense": s.dense[0],
-            "merge_budget": budget.merge_budget, "merge_bias": budget.merge_bias, "frames_dropped": 0}
+class _ImageDecoder:
+    """An image message's CDR bytes -> (message, HxWx3 uint8 RGB); raises ImageDecodeError."""
+
+    def __init__(self, decode, compressed: bool, max_pixels: int | None):
+        from .image_codec import DEFAULT_MAX_PIXELS, compressed_to_rgb8, to_rgb8
+
+        self._cdr, self._to_rgb = decode, compressed_to_rgb8 if compressed else to_rgb8
+        self._max_pixels = max_pixels or DEFAULT_MAX_PIXELS
+
+    def decode(self, data: bytes):
+        from .image_codec import ImageDecodeError
+
+        try:
+            msg = self._cdr(data)
+        except CORRUPT_CDR as exc:
+            raise ImageDecodeError(f"corrupt message ({type(exc).__name__}: {exc})") from exc
+        return msg, self._to_rgb(msg, self._max_pixels)
 
 
 class _NoProgress:
@@ -274,14 +310,10 @@ def _progress(total, args):
 
 
 def print_summary(summary: Summary, seconds: float, args) -> None:
+    from ..runtime.percentile import percentile
+
     def mean(values):
         return sum(values) / len(values) if values else math.nan
-
-    def pct(values, q):
-        if not values:
-            return math.nan
-        ordered = sorted(values)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
     g, d = mean(summary.gflops), mean(summary.dense_gflops)
     saved = 100.0 * (1.0 - g / d) if d > 0 else math.nan
@@ -294,7 +326,7 @@ def print_summary(summary: Summary, seconds: float, args) -> None:
         ("bad images skipped", f"{summary.errors}" + (f" (first: {summary.first_error})" if summary.errors else "")),
         ("GFLOPs / frame", f"{g:.3f} (dense {d:.3f}, {saved:.1f} % saved)"),
         ("kept tokens / frame", f"{mean(summary.kept):.0f} of {mean(summary.patches):.0f}"),
-        ("latency / frame", f"mean {mean(summary.latency_ms):.1f} ms, p95 {pct(summary.latency_ms, 0.95):.1f} ms"),
+        ("latency / frame", f"mean {mean(summary.latency_ms):.1f} ms, p95 {percentile(summary.latency_ms, 95):.1f} ms"),
         ("messages copied", str(summary.copied)),
     ]
     rows += [(f"wrote {topic}", str(count)) for topic, count in summary.written.items()]

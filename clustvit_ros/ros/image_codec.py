@@ -21,8 +21,10 @@ __all__ = [
     "to_rgb8", "compressed_to_rgb8", "numpy_to_image", "rgb8_to_compressed",
 ]
 
-DEFAULT_MAX_PIXELS = 8192 * 8192
-"""Largest width*height accepted (a guard against absurd allocations from hostile headers)."""
+DEFAULT_MAX_PIXELS = 4096 * 3072
+"""Largest width*height accepted by default (the node's max_image_pixels, `clustvit bag`): 12.6 MP,
+a 12 MP robot camera (4056x3040: OAK, Jetson IMX477) or 4K UHD. A guard against hostile headers and
+compressed images that claim more (refused before decoding)."""
 
 _NATIVE_BIG = sys.byteorder == "big"
 _YUV422 = frozenset({"yuv422", "uyvy", "yuv422_yuy2", "yuyv"})  # packed 4:2:2, two bytes/pixel

@@ -12,21 +12,34 @@ class LatestSlot(Generic[T]):
     """Holds only the newest item. Putting over an item not yet taken replaces it and counts a drop.
 
     When the camera is faster than the model, the worker always gets the newest frame and latency
-    stays bounded instead of growing with a queue.
+    stays bounded instead of growing with a queue. Thread-safe: everything is read and written
+    under its one condition's lock.
     """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._item: T | None = None
         self._closed = False
-        self.received = 0
-        self.dropped = 0
+        self._received = 0
+        self._dropped = 0
+
+    @property
+    def received(self) -> int:
+        """Items put so far."""
+        with self._cond:
+            return self._received
+
+    @property
+    def dropped(self) -> int:
+        """Items replaced before they were taken, so far."""
+        with self._cond:
+            return self._dropped
 
     def put(self, item: T) -> None:
         with self._cond:
-            self.received += 1
+            self._received += 1
             if self._item is not None:
-                self.dropped += 1
+                self._dropped += 1
             self._item = item
             self._cond.notify()
         # Hand the GIL to the woken consumer now rather than when this thread next blocks (for the

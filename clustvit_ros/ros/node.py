@@ -1,7 +1,7 @@
 """The ClustViT node: camera images in; masks, overlay, FrameStats and diagnostics out.
 
 The node is thin. The subscription callback only puts the message into a one-slot mailbox; a worker
-thread decodes it, runs `runtime.Segmenter` with the live merge budget and publishes. Every output
+thread decodes it, runs `runtime.Engine` with the live merge budget and publishes. Every output
 carries the input's header. Parameters are validated in the set-parameters callback and swapped in
 as one immutable value, so a change applies to the next frame with no lock around the model.
 """
@@ -29,14 +29,14 @@ from std_msgs.msg import Float32
 from clustvit_ros.msg import FrameStats
 
 from ..model.budget import MergeBudget
-from ..runtime.engine import Segmenter
-from ..runtime.labels import blend, colorize
+from ..runtime.engine import Engine, InputRejected
+from ..runtime.frame import Frame, FrameTimes
 from ..runtime.packaged import default_checkpoint
 from .image_codec import ImageDecodeError, compressed_to_rgb8, numpy_to_image, to_rgb8
 from .latest_slot import LatestSlot
 from .params import PARAMETERS, LiveSettings, check, descriptor
 from .share import share_dirs
-from .stats import DiagnosticsWindow, FrameTimes, frame_stats
+from .stats import DiagnosticsWindow
 
 NODE_NAME = "clustvit"
 LOG_THROTTLE_S = 5.0
@@ -66,9 +66,9 @@ class ClustViTNode(Node):
 
         checkpoint = p["checkpoint"] or str(default_checkpoint(*share_dirs()))
         try:
-            self.engine = Segmenter(checkpoint, device=p["device"], dtype=p["dtype"],
-                                    input_size=tuple(p["input_size"]) if p["input_size"][0] else None,
-                                    resize=p["resize"], labels_file=p["labels_file"] or None)
+            self.engine = Engine(checkpoint, device=p["device"], dtype=p["dtype"],
+                                 input_size=tuple(p["input_size"]) if p["input_size"][0] else None,
+                                 resize=p["resize"], labels_file=p["labels_file"] or None)
         except (OSError, ValueError) as exc:
             raise StartupError(str(exc)) from exc
         for warning in self.engine.warnings:
@@ -87,9 +87,13 @@ class ClustViTNode(Node):
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p["qos_depth"],
                          reliability=RELIABILITY[p["qos_reliability"]])
         msg_type, topic = (CompressedImage, "image/compressed") if self._compressed else (Image, "image")
+        # Threads: the executor runs the callbacks and the diagnostics timer, the worker the frames.
+        # What they share is guarded or immutable: `_settings` is a frozen LiveSettings replaced
+        # whole, `_slot` and `_diag` take their own locks, `_closing` is an Event; everything
+        # else (engine, publishers, start-up values) is set here and never reassigned.
         self._slot: LatestSlot[tuple[Image | CompressedImage, float]] = LatestSlot()
         self._diag = DiagnosticsWindow()
-        self._closing = False
+        self._closing = threading.Event()
         self.create_subscription(msg_type, topic, self._on_image, qos)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_timer(self._diag_period, self._publish_diagnostics)
@@ -140,13 +144,13 @@ class ClustViTNode(Node):
                 continue
             try:
                 self._process(*item, settings)
-            except ImageDecodeError as exc:
+            except (ImageDecodeError, InputRejected) as exc:
                 self._report("input", f"bad input image: {exc}")
             except torch.cuda.OutOfMemoryError as exc:
                 self.engine.release_cached_memory()
                 self._report("processing", f"out of memory on {self.engine.device}, frame skipped: {exc}")
             except Exception as exc:  # a frame that fails must not stop the node
-                if self._closing:
+                if self._closing.is_set():
                     return
                 self._report("processing", f"processing failed: {type(exc).__name__}: {exc}")
 
@@ -172,33 +176,27 @@ class ClustViTNode(Node):
                                f"{torch.get_num_threads()} inference threads")
 
     def _process(self, msg: Image | CompressedImage, received: float, settings: LiveSettings) -> None:
-        start = time.monotonic()
+        started = time.monotonic()
         rgb = compressed_to_rgb8(msg, self._max_pixels) if self._compressed else to_rgb8(msg, self._max_pixels)
         decoded = time.monotonic()
-        result = self.engine.run(rgb, MergeBudget(settings.merge_budget, settings.merge_bias))
-        outputs = time.monotonic()
+        budget = MergeBudget(settings.merge_budget, settings.merge_bias)
+        frame = Frame(rgb, self.engine.run(rgb, budget), self.engine.classes.palette)
+        segmented = time.monotonic()
         header = msg.header
-        self._pub_mask.publish(numpy_to_image(result.labels, "mono8", header))
-        want_color = settings.publish_mask_color and self._pub_color.get_subscription_count() > 0
-        want_overlay = settings.publish_overlay and self._pub_overlay.get_subscription_count() > 0
-        if want_color or want_overlay:
-            colour = colorize(result.labels, self.engine.palette)
-            if want_color:
-                self._pub_color.publish(numpy_to_image(colour, "rgb8", header))
-            if want_overlay:
-                self._pub_overlay.publish(
-                    numpy_to_image(blend(rgb, colour, settings.overlay_alpha), "rgb8", header))
-        done = time.monotonic()
-        times = FrameTimes(queue_ms=(start - received) * 1e3, decode_ms=(decoded - start) * 1e3,
-                           output_ms=(done - outputs) * 1e3, latency_ms=(done - received) * 1e3,
-                           stamp_age_ms=self._stamp_age_ms(header))
-        self._pub_stats.publish(frame_stats(header, result, times, settings, self._slot.dropped))
+        self._pub_mask.publish(numpy_to_image(frame.mask, "mono8", header))
+        if settings.publish_mask_color and self._pub_color.get_subscription_count() > 0:
+            self._pub_color.publish(numpy_to_image(frame.colour, "rgb8", header))
+        if settings.publish_overlay and self._pub_overlay.get_subscription_count() > 0:
+            self._pub_overlay.publish(numpy_to_image(frame.overlay(settings.overlay_alpha), "rgb8", header))
+        times = FrameTimes.from_marks(received, started, decoded, segmented, time.monotonic(),
+                                      self._stamp_age_ms(header))
+        self._pub_stats.publish(FrameStats(header=header, **frame.stats(times, budget, self._slot.dropped)))
         if settings.publish_plot_topics:
             if self._pub_gflops.get_subscription_count() > 0:
-                self._pub_gflops.publish(Float32(data=float(result.gflops)))
+                self._pub_gflops.publish(Float32(data=float(frame.result.gflops)))
             if self._pub_latency.get_subscription_count() > 0:
                 self._pub_latency.publish(Float32(data=float(times.latency_ms)))
-        self._diag.add_frame(times, result.gflops)
+        self._diag.add_frame(times, frame.result.gflops)
 
     def _stamp_age_ms(self, header) -> float:
         if header.stamp.sec == 0 and header.stamp.nanosec == 0:
@@ -211,7 +209,7 @@ class ClustViTNode(Node):
 
     def close(self) -> None:
         """Stop the worker after the frame in flight; call before destroy_node()."""
-        self._closing = True
+        self._closing.set()
         self._slot.close()
         self._worker.join(timeout=30.0)
 

@@ -13,6 +13,7 @@ from typing import Any
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
 from ..runtime.choices import DTYPE_NAMES, RESIZE_POLICIES, check_device_spec
+from .image_codec import DEFAULT_MAX_PIXELS
 
 RELIABILITIES = ("best_effort", "reliable", "system_default")
 
@@ -54,7 +55,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("qos_reliability", "best_effort", "Input QoS reliability (default: the sensor-data profile).",
               choices=RELIABILITIES),
     ParamSpec("qos_depth", 1, "Input QoS queue depth.", range=(1, 100)),
-    ParamSpec("max_image_pixels", 33_554_432, "Larger input images are rejected as malformed.",
+    ParamSpec("max_image_pixels", DEFAULT_MAX_PIXELS, "Larger input images are rejected as malformed "
+              "(compressed ones from their header, before decoding); the default fits a 12 MP camera.",
               range=(1, 1_073_741_824)),
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", range=(0.1, 60.0)),
 )

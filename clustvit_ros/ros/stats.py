@@ -1,93 +1,87 @@
-"""FrameStats messages and the /diagnostics status built from what the node measured."""
+"""The /diagnostics status built from what the node measured."""
 from __future__ import annotations
 
 import math
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
-from std_msgs.msg import Header
 
-from clustvit_ros.msg import FrameStats
-
-from ..runtime.engine import Result
-from .params import LiveSettings
-
-
-@dataclass(frozen=True)
-class FrameTimes:
-    """Host-side times of one frame, in ms, next to the engine's own stage timings."""
-
-    queue_ms: float       # received -> worker took it
-    decode_ms: float      # message -> RGB array
-    output_ms: float      # colourise, overlay, message building and publishing
-    latency_ms: float     # received -> last output published
-    stamp_age_ms: float   # publish time minus header.stamp (NaN when the stamp is zero)
-
-
-def frame_stats(header: Header, result: Result, times: FrameTimes, settings: LiveSettings,
-                dropped: int) -> FrameStats:
-    """The FrameStats of one single-image forward, stamped with the image's header."""
-    s = result.stats
-    return FrameStats(
-        header=header, gflops=result.gflops, dense_gflops=result.dense_gflops,
-        latency_ms=times.latency_ms, queue_ms=times.queue_ms,
-        preprocess_ms=times.decode_ms + result.preprocess_ms, inference_ms=result.inference_ms,
-        postprocess_ms=result.postprocess_ms + times.output_ms, stamp_age_ms=times.stamp_age_ms,
-        patch_tokens=s.patch_tokens, kept_tokens=s.kept_tokens[0], merged_tokens=s.merged_tokens[0],
-        clusters_used=s.clusters_used[0], dense=s.dense[0],
-        merge_budget=settings.merge_budget, merge_bias=settings.merge_bias, frames_dropped=dropped)
+from ..runtime.frame import FrameTimes
 
 
 @dataclass
-class DiagnosticsWindow:
-    """What happened since the last /diagnostics message, plus running totals."""
+class _Period:
+    """The figures of one /diagnostics period."""
 
-    processed_total: int = 0
-    errors: Counter = field(default_factory=Counter)
-    last_error: str = ""
-    _frames: int = 0
-    _stamp_ages: list = field(default_factory=list)
-    _latencies: list = field(default_factory=list)
-    _gflops: list = field(default_factory=list)
+    frames: int = 0
+    errors: int = 0
+    stamp_ages: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    gflops: list[float] = field(default_factory=list)
+
+
+class DiagnosticsWindow:
+    """What happened since the last /diagnostics message, plus running totals.
+
+    The inference worker adds to it while the executor's timer reads and resets it; one lock
+    guards all of it, so every frame and every error lands in exactly one period.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._period = _Period()
+        self._processed = 0
+        self._errors: Counter[str] = Counter()
+        self._last_error = ""
 
     def add_frame(self, times: FrameTimes, gflops: float) -> None:
-        self.processed_total += 1
-        self._frames += 1
-        if math.isfinite(times.stamp_age_ms):
-            self._stamp_ages.append(times.stamp_age_ms)
-        self._latencies.append(times.latency_ms)
-        self._gflops.append(gflops)
+        with self._lock:
+            self._processed += 1
+            period = self._period
+            period.frames += 1
+            if math.isfinite(times.stamp_age_ms):
+                period.stamp_ages.append(times.stamp_age_ms)
+            period.latencies.append(times.latency_ms)
+            period.gflops.append(gflops)
 
     def add_error(self, kind: str, text: str) -> None:
-        self.errors[kind] += 1
-        self.last_error = text
+        with self._lock:
+            self._errors[kind] += 1
+            self._period.errors += 1
+            self._last_error = text
 
     def status(self, period_s: float, dropped: int, extra: dict[str, str]) -> DiagnosticStatus:
-        """A status for the last `period_s` seconds; resets the per-period figures."""
-        rate = self._frames / period_s if period_s > 0 else 0.0
+        """A status for the last `period_s` seconds; starts the next period.
+
+        The level is WARN when that period had bad frames, else OK; the totals stay in the values.
+        """
+        with self._lock:
+            period, self._period = self._period, _Period()
+            processed, errors, last_error = self._processed, Counter(self._errors), self._last_error
+        rate = period.frames / period_s if period_s > 0 else 0.0
         values = {
             "rate_hz": f"{rate:.2f}",
-            "stamp_age_ms_mean": _mean(self._stamp_ages),
-            "stamp_age_ms_max": f"{max(self._stamp_ages):.1f}" if self._stamp_ages else "nan",
-            "latency_ms_mean": _mean(self._latencies),
-            "gflops_mean": _mean(self._gflops),
-            "frames_processed": str(self.processed_total),
+            "stamp_age_ms_mean": _mean(period.stamp_ages),
+            "stamp_age_ms_max": f"{max(period.stamp_ages):.1f}" if period.stamp_ages else "nan",
+            "latency_ms_mean": _mean(period.latencies),
+            "gflops_mean": _mean(period.gflops),
+            "frames_processed": str(processed),
             "frames_dropped": str(dropped),
-            "input_errors": str(self.errors["input"]),
-            "processing_errors": str(self.errors["processing"]),
-            "last_error": self.last_error,
+            "input_errors": str(errors["input"]),
+            "processing_errors": str(errors["processing"]),
+            "last_error": last_error,
             **extra,
         }
         level, message = DiagnosticStatus.OK, "segmenting"
-        if self.errors:
-            level, message = DiagnosticStatus.WARN, f"{sum(self.errors.values())} bad frames so far"
+        if period.errors:
+            level, message = DiagnosticStatus.WARN, f"{period.errors} bad frame(s) in the last {period_s:g} s"
         if extra.get("enabled") == "False":
             message = "disabled"
-        self._frames, self._stamp_ages, self._latencies, self._gflops = 0, [], [], []
         return DiagnosticStatus(level=level, message=message,
                                 values=[KeyValue(key=k, value=v) for k, v in values.items()])
 
 
-def _mean(values: list) -> str:
+def _mean(values: list[float]) -> str:
     return f"{sum(values) / len(values):.2f}" if values else "nan"

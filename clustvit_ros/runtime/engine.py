@@ -1,7 +1,9 @@
 """The inference engine: an RGB image in, a label map and what the frame cost out.
 
-The node, the offline tools (image folders, video, bags) and the benchmarks all run frames through
-`Segmenter.run`, so what is measured is what runs on the robot.
+The node, ``clustvit bag``, evaluation (``clustvit eval``/``sweep``, training's periodic check) and the
+benchmarks all run frames through `Engine.run`, so what is measured is what runs on the robot.
+(The Segmenter of the ClustViT paper is the architecture, whose mask-transformer head is in
+``model/heads.py``; this is the engine that runs it.)
 """
 from __future__ import annotations
 
@@ -12,15 +14,25 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.palettes import ClassInfo, read_labels_file
 from ..model.budget import MergeBudget
 from ..model.checkpoints import load_checkpoint
 from ..model.flops import dense_gflops, frame_gflops
+from ..model.pixels import Normalize
 from ..model.segmentor import TokenStats
 from .choices import RESIZE_POLICIES
 from .device import resolve_device, resolve_dtype
 from .label_map import upsample_argmax
-from .labels import load_labels
 from .timing import StageClock
+
+MAX_MODEL_PIXELS = 2048 * 2048
+"""Largest model input (H*W after resizing): 16384 patch tokens of 16 px; 1080p fits."""
+MAX_MODEL_ASPECT = 16
+"""Largest ratio of a model input's long side to its short side (a 360-degree strip is 4-8)."""
+
+
+class InputRejected(ValueError):
+    """A frame the engine does not run; the text says why. Callers count it as bad input."""
 
 
 @dataclass(frozen=True)
@@ -43,18 +55,32 @@ def model_input_size(image_hw: tuple[int, int], policy: str, input_size: tuple[i
     fixed: exactly `input_size` (one window, predictable cost; the paper's SUIM/RumexWeeds policy).
     keep_aspect: scaled so the short side equals min(input_size), aspect kept.
     none: the image's own size. The model pads sizes that are not multiples of 16.
+    Raises :class:`InputRejected` when that size is out of bounds (:func:`check_model_input`).
     """
     h, w = image_hw
     if policy == "fixed":
-        return input_size
-    if policy == "keep_aspect":
+        size = tuple(input_size)
+    elif policy == "keep_aspect":
         scale = min(input_size) / min(h, w)
-        return max(1, round(h * scale)), max(1, round(w * scale))
-    check_resize_policy(policy)
-    return h, w
+        size = max(1, round(h * scale)), max(1, round(w * scale))
+    else:
+        check_resize_policy(policy)
+        size = h, w
+    check_model_input(size, f"{policy} resize of a {h}x{w} image")
+    return size
 
 
-class Segmenter:
+def check_model_input(size: tuple[int, int], what: str) -> None:
+    """Raise :class:`InputRejected` for a model input above :data:`MAX_MODEL_PIXELS` pixels or
+    :data:`MAX_MODEL_ASPECT`:1, before anything is allocated for it."""
+    h, w = size
+    if h * w > MAX_MODEL_PIXELS:
+        raise InputRejected(f"model input {h}x{w} ({what}) exceeds the limit of {MAX_MODEL_PIXELS} pixels")
+    if max(h, w) > MAX_MODEL_ASPECT * min(h, w):
+        raise InputRejected(f"model input {h}x{w} ({what}) exceeds the aspect limit of {MAX_MODEL_ASPECT}:1")
+
+
+class Engine:
     """A checkpoint loaded on a device, ready to segment RGB frames one at a time."""
 
     def __init__(self, checkpoint: str | Path, device: str = "auto", dtype: str = "fp32",
@@ -69,13 +95,11 @@ class Segmenter:
         self.config = self.model.config
         self.resize = resize
         self.input_size = tuple(input_size) if input_size else tuple(self.config.img_size)
-        if labels_file:
-            self.class_names, self.palette = load_labels(labels_file, self.config.num_classes)
-        else:
-            self.class_names = tuple(self.config.class_names)
-            self.palette = np.asarray(self.config.palette, dtype=np.uint8).reshape(-1, 3)
-        self._mean = torch.tensor(self.config.mean, device=self.device).view(1, 3, 1, 1)
-        self._std = torch.tensor(self.config.std, device=self.device).view(1, 3, 1, 1)
+        if resize == "fixed":
+            check_model_input(self.input_size, "input_size")
+        self.classes = (read_labels_file(labels_file, self.config.num_classes) if labels_file else
+                        ClassInfo(self.checkpoint.stem, self.config.class_names, np.array(self.config.palette)))
+        self._normalize = Normalize(self.config, self.device)
         self._dense_gflops: dict[tuple[int, int], float] = {}
 
     @torch.inference_mode()
@@ -96,6 +120,8 @@ class Segmenter:
         clock.mark()
         pre, inf, post = clock.durations_ms()
         if size not in self._dense_gflops:
+            if len(self._dense_gflops) >= 64:  # image sizes vary with keep_aspect / none: stay bounded
+                self._dense_gflops.clear()
             self._dense_gflops[size] = dense_gflops(self.config, size)
         return Result(labels=labels, stats=feats.stats, gflops=frame_gflops(self.config, feats.stats, size),
                       dense_gflops=self._dense_gflops[size], model_hw=size,
@@ -116,7 +142,7 @@ class Segmenter:
         x = src.to(self.device, non_blocking=True).permute(2, 0, 1).unsqueeze(0).float()
         if tuple(x.shape[-2:]) != size:
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-        return ((x - self._mean) / self._std).to(self.dtype)
+        return self._normalize(x).to(self.dtype)
 
 
 def check_resize_policy(resize: str) -> None:

@@ -1,23 +1,34 @@
 """Patch-level class logits -> a label map at the image's resolution (bilinear upsample + argmax).
 
-This runs on every frame and does not shrink with token merging, so it is kept cheap two ways,
-both exact (the labels equal a plain full-resolution argmax; at a tie to within float rounding
-either class may win, as in the reference, whose kernel rounds differently per channel count):
+This runs on every frame and does not shrink with token merging, so it is kept cheap three ways.
+The first two are exact (the labels equal a plain full-resolution argmax; at a tie to within float
+rounding either class may win, as in the reference, whose kernel rounds differently per channel
+count):
 
 - classes that cannot win any pixel are dropped before upsampling (`winnable_classes`): with 150
   classes 4-8 stayed in play on the benchmark scenes (more where logits are nearly tied);
 - the remaining classes are upsampled in bounded chunks with a running max, so C x H x W is never
-  allocated at once (150 classes at 720p would be 550 MB in fp32).
+  allocated at once (150 classes at 720p would be 550 MB in fp32);
+- an image above `LABEL_MAP_PIXELS` (1080p fits) gets the exact label map of the largest size
+  within that limit (or the model input's, if larger), same aspect, enlarged by nearest neighbour:
+  the per-class work stays at the limit whatever the camera, each camera pixel costs one look-up,
+  and class boundaries move by less than the enlargement factor (2.5 px for 12.6 MP).
 """
 from __future__ import annotations
 
+import math
+from functools import partial
+
 import torch
 import torch.nn.functional as F
+
+from ..model.pixels import logits_to_pixels
 
 ROUNDING_SLACK = 16  # in units of the dtype's epsilon, relative to the largest logit magnitude
 # Below this many classes the check costs more than it saves (the default model's 8 classes: 7.7
 # kept on average over synthetic scenes, +0.14 ms at 640x480 on 2 CPU cores).
 PRUNE_FROM_CLASSES = 17
+LABEL_MAP_PIXELS = 1 << 21  # 2.1 MP: the largest label map computed per class (1920x1080 fits)
 
 
 def winnable_classes(patch_logits: torch.Tensor, window: int) -> torch.Tensor:
@@ -44,26 +55,31 @@ def upsample_argmax(patch_logits: torch.Tensor, padded_hw: tuple[int, int], mode
                     prune_from: int | None = PRUNE_FROM_CLASSES) -> torch.Tensor:
     """Class ids (H, W) uint8 at the image's resolution from (1, C, h, w) patch-level logits.
 
-    The logits are upsampled bilinearly to the padded model input, cropped to the unpadded part and
-    resized to the image (one interpolation when no padding is involved). Bilinear interpolation
+    The logits are mapped onto the image by :func:`~clustvit_ros.model.pixels.logits_to_pixels`
+    (bilinear to the padded model input, cropped, resized to the image). Bilinear interpolation
     acts on each class separately, so classes are processed in chunks of at most `max_elements`
     output values with a running max; ties keep the lower class id, as argmax does. Classes are
     pruned first when there are at least `prune_from` (None: never, the benchmarks' reference).
+    Above `LABEL_MAP_PIXELS` (or the model input's size, if larger) the label map is made at that
+    size and enlarged (see the module docstring).
     """
-    single = padded_hw == model_hw
+    limit = max(LABEL_MAP_PIXELS, model_hw[0] * model_hw[1])
+    h, w = image_hw
+    if h * w <= limit:
+        return _exact(patch_logits, padded_hw, model_hw, image_hw, max_elements, prune_from)
+    small_h = max(1, math.floor(h * math.sqrt(limit / (h * w))))
+    small_w = max(1, min(w, limit // small_h))
+    labels = _exact(patch_logits, padded_hw, model_hw, (small_h, small_w), max_elements, prune_from)
+    return _enlarge(labels, image_hw)
 
-    def up(chunk: torch.Tensor) -> torch.Tensor:
-        if single:
-            return F.interpolate(chunk, size=image_hw, mode="bilinear", align_corners=False)
-        chunk = F.interpolate(chunk, size=padded_hw, mode="bilinear", align_corners=False)
-        chunk = chunk[..., :model_hw[0], :model_hw[1]]
-        if model_hw == image_hw:
-            return chunk
-        return F.interpolate(chunk, size=image_hw, mode="bilinear", align_corners=False)
 
+def _exact(patch_logits: torch.Tensor, padded_hw: tuple[int, int], model_hw: tuple[int, int],
+           image_hw: tuple[int, int], max_elements: int, prune_from: int | None) -> torch.Tensor:
+    """The argmax of every pixel at `image_hw`: pruned classes, chunked running max."""
+    up = partial(logits_to_pixels, padded_hw=padded_hw, input_hw=model_hw, out_hw=image_hw)
     class_ids = None
     if prune_from is not None and patch_logits.shape[1] >= prune_from:
-        kept = winnable_classes(patch_logits, window=2 if single else 3)
+        kept = winnable_classes(patch_logits, window=2 if padded_hw == model_hw else 3)
         if len(kept) < patch_logits.shape[1]:
             class_ids, patch_logits = kept, patch_logits.index_select(1, kept)
     classes = patch_logits.shape[1]
@@ -77,3 +93,11 @@ def upsample_argmax(patch_logits: torch.Tensor, padded_hw: tuple[int, int], mode
     if class_ids is not None:
         best = class_ids[best]
     return best[0].to(torch.uint8)
+
+
+def _enlarge(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(h, w) labels -> (H, W): each output pixel takes the label under its centre."""
+    def centres(n_out: int, n_in: int) -> torch.Tensor:
+        return ((torch.arange(n_out, device=labels.device) + 0.5) * (n_in / n_out)).long().clamp_(max=n_in - 1)
+
+    return labels[centres(size[0], labels.shape[0])[:, None], centres(size[1], labels.shape[1])[None, :]]

@@ -14,10 +14,9 @@ from typing import Any
 
 import yaml
 
-from ..runtime.engine import RESIZE_POLICIES
+from ..data import DATASETS
+from ..runtime.choices import RESIZE_POLICIES
 from .class_weights import CLASS_WEIGHTS
-
-DATASETS = ("synthetic", "folder", "ade20k", "camvid", "cityscapes", "suim", "rumexweeds")
 
 
 @dataclass
@@ -122,7 +121,7 @@ class TrainConfig:
             if not ok:
                 raise ValueError(f"invalid training config: {why}")
 
-        need(self.data.dataset in DATASETS, f"data.dataset must be one of {DATASETS}")
+        need(self.data.dataset in DATASETS, f"data.dataset must be one of {tuple(DATASETS)}")
         need(self.data.dataset == "synthetic" or bool(self.data.root),
              f"data.root is needed for dataset {self.data.dataset!r}")
         need(self.data.eval_resize in RESIZE_POLICIES,

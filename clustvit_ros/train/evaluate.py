@@ -1,6 +1,6 @@
 """Evaluation through the runtime engine: mIoU, per-class IoU, GFLOPs, latency and token statistics.
 
-Every image goes through :meth:`~clustvit_ros.runtime.engine.Segmenter.run` at batch size 1 (what
+Every image goes through :meth:`~clustvit_ros.runtime.engine.Engine.run` at batch size 1 (what
 the robot runs): the engine resizes it to the model input, segments it with the given budget and
 returns labels at the image's own resolution, where the IoU is taken (mmseg's protocol). Latency is
 the engine's preprocess + inference + postprocess time of each frame after ``warmup`` untimed
@@ -18,10 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data import DATASETS
 from ..model.budget import MergeBudget
 from ..model.checkpoints import read_metadata
-from ..runtime.engine import RESIZE_POLICIES, Segmenter
-from .config import DATASETS, DataConfig, load_config
+from ..runtime.choices import DTYPE_NAMES, RESIZE_POLICIES
+from ..runtime.engine import Engine
+from ..runtime.percentile import percentile
+from .config import DataConfig, load_config
 from .data import val_dataset
 from .metrics import ConfusionMatrix
 
@@ -58,17 +61,17 @@ class EvalResult:
         return "\n".join(lines)
 
 
-def evaluate(segmenter: Segmenter, dataset, budget: MergeBudget = MergeBudget(),
+def evaluate(engine: Engine, dataset, budget: MergeBudget = MergeBudget(),
              warmup: int = 3, progress: bool = False) -> EvalResult:
-    """Run every image of ``dataset`` (its raw ``load(i)`` pairs) through ``segmenter``."""
-    config = segmenter.config
+    """Run every image of ``dataset`` (its raw ``load(i)`` pairs) through ``engine``."""
+    config = engine.config
     if dataset.num_classes != config.num_classes:
         raise ValueError(f"dataset has {dataset.num_classes} classes, the model "
                          f"{config.num_classes}")
     if len(dataset) == 0:
         raise ValueError("the evaluation dataset is empty")
     for _ in range(warmup):
-        segmenter.run(dataset.load(0)[0], budget)
+        engine.run(dataset.load(0)[0], budget)
     matrix = ConfusionMatrix(config.num_classes, dataset.ignore_index)
     gflops, latency, kept, merged = [], [], [], []
     dense_gf = dense_frames = 0.0
@@ -79,7 +82,7 @@ def evaluate(segmenter: Segmenter, dataset, budget: MergeBudget = MergeBudget(),
                                      f"bias {budget.merge_bias:+g}", unit="img", leave=False)
     for i in indices:
         rgb, mask = dataset.load(i)
-        r = segmenter.run(rgb, budget)
+        r = engine.run(rgb, budget)
         matrix.update(torch.from_numpy(r.labels), torch.from_numpy(mask.astype(np.int64)))
         gflops.append(r.gflops)
         dense_gf += r.dense_gflops
@@ -90,16 +93,11 @@ def evaluate(segmenter: Segmenter, dataset, budget: MergeBudget = MergeBudget(),
     n = len(gflops)
     return EvalResult(
         merge_budget=budget.merge_budget, merge_bias=budget.merge_bias, images=n,
-        miou=matrix.miou(), iou=dict(zip(segmenter.class_names, matrix.iou())),
+        miou=matrix.miou(), iou=dict(zip(engine.classes.names, matrix.iou())),
         gflops_mean=statistics.fmean(gflops), gflops_std=statistics.pstdev(gflops),
         dense_gflops=dense_gf / n, latency_p50_ms=percentile(latency, 50),
         latency_p95_ms=percentile(latency, 95), kept_mean=statistics.fmean(kept),
         merged_mean=statistics.fmean(merged), dense_frames=dense_frames / n)
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Linear-interpolated percentile (numpy's default)."""
-    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
 
 
 # -- command line (shared with sweep) -----------------------------------------------------------
@@ -116,7 +114,7 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--seed", type=int, help="synthetic scene seed")
     engine = parser.add_argument_group("engine")
     engine.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    engine.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
+    engine.add_argument("--dtype", default="fp32", choices=DTYPE_NAMES)
     engine.add_argument("--resize", choices=RESIZE_POLICIES,
                         help="how images are resized to the model input (engine policy; default: "
                              "the recipe's data.eval_resize, else fixed)")
@@ -137,11 +135,11 @@ def data_config_from_args(args: argparse.Namespace, model_size: tuple[int, int])
     return cfg
 
 
-def open_segmenter(checkpoint: str, args: argparse.Namespace, data: DataConfig) -> Segmenter:
+def open_engine(checkpoint: str, args: argparse.Namespace, data: DataConfig) -> Engine:
     if args.threads:
         torch.set_num_threads(args.threads)
-    seg = Segmenter(checkpoint, device=args.device, dtype=args.dtype,
-                    resize=args.resize or data.eval_resize)
+    seg = Engine(checkpoint, device=args.device, dtype=args.dtype,
+                 resize=args.resize or data.eval_resize)
     for warning in seg.warnings:
         print(f"warning: {warning}")
     return seg
@@ -163,7 +161,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     budget = MergeBudget(args.budget, args.bias)
     data = data_config_from_args(args, read_metadata(args.checkpoint)[0].img_size)
-    seg = open_segmenter(args.checkpoint, args, data)
+    seg = open_engine(args.checkpoint, args, data)
     dataset = val_dataset(data, progress=True)
     result = evaluate(seg, dataset, budget, args.warmup, progress=True)
     print(f"{args.checkpoint} on {seg.device} ({args.dtype}, {torch.get_num_threads()} threads)")

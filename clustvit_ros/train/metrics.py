@@ -41,9 +41,6 @@ class ConfusionMatrix:
         counts = torch.bincount((target * c + pred).cpu(), minlength=c * c)
         self.matrix += counts.reshape(c, c)
 
-    def merge(self, other: "ConfusionMatrix") -> None:
-        self.matrix += other.matrix
-
     def iou(self) -> list[float]:
         """Per-class IoU (NaN for classes neither present nor predicted)."""
         m = self.matrix.double()

@@ -12,10 +12,10 @@ import torch
 
 from ..model.budget import MergeBudget
 from ..model.checkpoints import read_metadata
-from ..runtime.engine import Segmenter
+from ..runtime.engine import Engine
 from .data import val_dataset
 from .evaluate import (EvalResult, add_dataset_arguments, data_config_from_args, evaluate,
-                       open_segmenter)
+                       open_engine)
 
 
 MAX_CLASS_COLUMNS = 20  # a per-class table beyond this many classes is unreadable
@@ -28,10 +28,10 @@ def budget_grid(budgets: list[float], biases: list[float]) -> list[MergeBudget]:
     return grid + [MergeBudget(0.0, 0.0)] if 0 in budgets else grid
 
 
-def sweep(segmenter: Segmenter, dataset, grid: list[MergeBudget], warmup: int = 3,
+def sweep(engine: Engine, dataset, grid: list[MergeBudget], warmup: int = 3,
           progress: bool = False) -> list[EvalResult]:
     """One :func:`evaluate` per budget of ``grid`` (the same images, the same engine)."""
-    return [evaluate(segmenter, dataset, budget, warmup, progress) for budget in grid]
+    return [evaluate(engine, dataset, budget, warmup, progress) for budget in grid]
 
 
 def markdown_table(results: list[EvalResult], baseline: EvalResult | None = None) -> str:
@@ -145,11 +145,11 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = data_config_from_args(args, read_metadata(args.checkpoint)[0].img_size)
-    seg = open_segmenter(args.checkpoint, args, data)
+    seg = open_engine(args.checkpoint, args, data)
     dataset = val_dataset(data, progress=True)
     baseline = None
     if args.baseline:
-        base_seg = open_segmenter(args.baseline, args, data)
+        base_seg = open_engine(args.baseline, args, data)
         baseline = evaluate(base_seg, dataset, MergeBudget(), args.warmup, progress=True)
         print("baseline:", baseline.summary().splitlines()[0])
     results = sweep(seg, dataset, grid, args.warmup, progress=True)

@@ -25,18 +25,19 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
+from ..data.datasets import SegmentationDataset
 from ..data.palettes import ClassInfo
 from ..model.budget import MergeBudget
-from ..model.checkpoints import check_state_dict, load_checkpoint, save_checkpoint
+from ..model.checkpoints import check_shapes, load_checkpoint, save_checkpoint
 from ..model.configs import ClustViTConfig
 from ..model.segmentor import ClustViT
-from ..runtime.engine import Segmenter
+from ..runtime.engine import Engine
 from .class_weights import median_frequency_weights
 from .config import TrainConfig, load_config
 from .data import train_dataset, val_dataset
 from .distributed import DistInfo, all_mean, barrier, init_distributed
 from .evaluate import evaluate
-from .losses import clustvit_loss
+from .losses import Losses, clustvit_loss
 from .optim import build_optimizer, build_scheduler
 from .state import load_state, save_state, set_rng_state
 
@@ -81,7 +82,7 @@ def init_weights(model: ClustViT, path: str | Path) -> list[str]:
         own = model.state_dict()
         fresh = [k for k in own if k.startswith(MERGE_MODULES)]
         tensors = {**tensors, **{k: own[k] for k in fresh}}
-    check_state_dict(model, tensors, str(path))
+    check_shapes(model, {k: tuple(v.shape) for k, v in tensors.items()}, str(path))
     model.load_state_dict(tensors)
     return fresh
 
@@ -152,110 +153,148 @@ class _Log:
         return out
 
 
+@dataclass
+class _Run:
+    """What a training run updates step by step."""
+
+    model: ClustViT
+    net: torch.nn.Module  # the model, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+    class_weight: torch.Tensor | None  # pixel-loss weights (train.class_weight), on the device
+
+
 def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = True) -> TrainResult:
     """Run the recipe; returns the final checkpoint (``out_dir/model.safetensors``) and the logs."""
     info = init_distributed(cfg.train.device)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    out = Path(cfg.train.out_dir)
-    main = info.is_main
-    if main:
-        for w in info.warnings:
-            warnings.warn(w, stacklevel=2)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    out = _prepare_output(cfg, info)
     seed_everything(cfg.train.seed)
-    data = train_dataset(cfg.data, progress=main and progress)
-    val = val_dataset(cfg.data, progress=progress) if main else None
-    mcfg = model_config(cfg, data.class_info)
-    model = ClustViT(mcfg)
-    if cfg.train.init and (fresh := init_weights(model, cfg.train.init)) and main:
-        print(f"init from the dense ViT {cfg.train.init}: {len(fresh)} Cluster module / Regenerator "
-              "tensors start fresh", flush=True)
-    model = model.to(info.device).train()
-    class_weight = None
-    if cfg.train.class_weight == "median_frequency":
-        class_weight = median_frequency_weights(data).to(info.device)
-        if main:
-            print("class weights (median frequency): "
-                  + ", ".join(f"{n} {w:.2f}" for n, w in zip(mcfg.class_names, class_weight.tolist())),
-                  flush=True)
-    optimizer = build_optimizer(model, cfg.optim)
-    scheduler = build_scheduler(optimizer, cfg.schedule, cfg.optim.lr)
-    amp_dtype, use_scaler = amp_settings(cfg, info.device)
-    scaler = torch.amp.GradScaler(info.device.type, enabled=use_scaler)
-    start = 0
-    if resume:
-        state = load_state(resume)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        start = int(state["step"])
-        set_rng_state(state["rng"])
-    net = model
+    data = train_dataset(cfg.data, progress=info.is_main and progress)
+    val = val_dataset(cfg.data, progress=progress) if info.is_main else None
+    run = _build_run(cfg, data, info)
+    start = _resume(run, resume) if resume else 0
     if info.distributed:
-        net = DistributedDataParallel(
-            model, device_ids=[info.device] if info.device.type == "cuda" else None,
-            find_unused_parameters=mcfg.k > 0)  # nothing merged in a batch: Regenerator unused
+        run.net = DistributedDataParallel(
+            run.model, device_ids=[info.device] if info.device.type == "cuda" else None,
+            find_unused_parameters=run.model.config.k > 0)  # nothing merged in a batch: Regenerator unused
     result = TrainResult(out / "model.safetensors")
-    log_path = out / "log.jsonl"
     iters = cfg.schedule.iters
-    bar = tqdm(total=iters, initial=start, disable=not (main and progress), unit="it",
-               desc=f"train {'ClustViT k=%d' % mcfg.k if mcfg.k else 'ViT'}")
+    bar = tqdm(total=iters, initial=start, disable=not (info.is_main and progress), unit="it",
+               desc=f"train {'ClustViT k=%d' % run.model.config.k if run.model.config.k else 'ViT'}")
     stream = batches(data, cfg, info, start)
     running = _Log()
     t0 = time.perf_counter()
     for step in range(start, iters):
-        images, masks = next(stream)
-        images = images.to(info.device, non_blocking=True)
-        masks = masks.to(info.device, non_blocking=True)
-        autocast = (torch.autocast(info.device.type, dtype=amp_dtype) if amp_dtype
-                    else contextlib.nullcontext())
-        with autocast:
-            seg_out = net(model.normalize(images), train_budget(cfg, step))
-        losses = clustvit_loss(seg_out, masks, mcfg.k, mcfg.patch_size,
-                               cfg.train.cluster_loss_weight, cfg.train.ignore_index,
-                               cfg.train.purity, class_weight)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(losses.total).backward()
-        if cfg.optim.grad_clip:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
+        losses, kept = _step(run, cfg, next(stream), step, info.device)
         bar.update()
-        kept = seg_out.stats.kept_tokens
         running.add(loss=losses.total.item(), seg=losses.seg.item(),
                     cluster=losses.cluster.item() if losses.cluster is not None else 0.0,
                     kept=sum(kept) / len(kept))
         done = step + 1
         if done % cfg.train.log_interval == 0 or done == iters:
-            entry = {"step": done, "lr": scheduler.get_last_lr()[0], **running.means(info),
+            entry = {"step": done, "lr": run.scheduler.get_last_lr()[0], **running.means(info),
                      "time_s": round(time.perf_counter() - t0, 1)}
             result.history.append(entry)
-            if main:
+            if info.is_main:
                 bar.set_postfix(loss=f"{entry['loss']:.3f}", kept=f"{entry['kept']:.0f}")
-                _append(log_path, entry)
-        saving = _due(done, cfg.train.checkpoint_interval, iters)
-        evaluating = _due(done, cfg.train.eval_interval, iters)
-        if main and saving:
-            save_state(out / "state.pt", model=model, optimizer=optimizer, scheduler=scheduler,
-                       scaler=scaler, step=done, config=cfg.to_dict())
-        if main and (saving or evaluating):
-            save_checkpoint(model, result.checkpoint, {"step": done, "recipe": cfg.to_dict()})
-        if main and evaluating:
-            entry = _evaluate(result.checkpoint, val, info.device, cfg.data.eval_resize, done)
-            result.evals.append(entry)
-            _append(log_path, entry)
-            bar.write(f"step {done}: mIoU {100 * entry['miou']:.2f}, GFLOPs "
-                      f"{entry['gflops_mean']:.3f} (dense path {entry['dense_gflops']:.3f}), "
-                      f"kept {entry['kept_mean']:.1f}/{entry['kept_mean'] + entry['merged_mean']:.0f}")
-        if saving or evaluating:  # the other ranks wait for rank 0's files
-            barrier(info)
+                _append(out / "log.jsonl", entry)
+        _save_and_evaluate(run, cfg, result, val, info, done, bar)
     bar.close()
     return result
+
+
+def _prepare_output(cfg: TrainConfig, info: DistInfo) -> Path:
+    """The output folder with the resolved recipe in it (rank 0); device warnings shown once."""
+    out = Path(cfg.train.out_dir)
+    if info.is_main:
+        for w in info.warnings:
+            warnings.warn(w, stacklevel=3)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    return out
+
+
+def _build_run(cfg: TrainConfig, data: SegmentationDataset, info: DistInfo) -> _Run:
+    """The model (from ``train.init`` when given) on its device, its optimiser, schedule, AMP and
+    the class weights of the pixel loss (from ``data``'s masks)."""
+    model = ClustViT(model_config(cfg, data.class_info))
+    if cfg.train.init and (fresh := init_weights(model, cfg.train.init)) and info.is_main:
+        print(f"init from the dense ViT {cfg.train.init}: {len(fresh)} Cluster module / Regenerator "
+              "tensors start fresh", flush=True)
+    model = model.to(info.device).train()
+    optimizer = build_optimizer(model, cfg.optim)
+    scheduler = build_scheduler(optimizer, cfg.schedule, cfg.optim.lr)
+    amp_dtype, use_scaler = amp_settings(cfg, info.device)
+    scaler = torch.amp.GradScaler(info.device.type, enabled=use_scaler)
+    class_weight = None
+    if cfg.train.class_weight == "median_frequency":
+        class_weight = median_frequency_weights(data).to(info.device)
+        if info.is_main:
+            print("class weights (median frequency): " + ", ".join(
+                f"{n} {w:.2f}" for n, w in zip(model.config.class_names, class_weight.tolist())),
+                flush=True)
+    return _Run(model, model, optimizer, scheduler, scaler, amp_dtype, class_weight)
+
+
+def _resume(run: _Run, path: str | Path) -> int:
+    """Restore weights, optimiser, schedule, scaler and random streams; returns the next step."""
+    state = load_state(path)
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    return int(state["step"])
+
+
+def _step(run: _Run, cfg: TrainConfig, batch: tuple, step: int, device: torch.device
+          ) -> tuple[Losses, list[int]]:
+    """One optimisation step on ``batch``; returns its losses and the tokens each image kept."""
+    images, masks = (t.to(device, non_blocking=True) for t in batch)
+    autocast = (torch.autocast(device.type, dtype=run.amp_dtype) if run.amp_dtype
+                else contextlib.nullcontext())
+    config = run.model.config
+    with autocast:
+        seg_out = run.net(run.model.normalize(images), train_budget(cfg, step))
+    losses = clustvit_loss(seg_out, masks, config.k, config.patch_size,
+                           cfg.train.cluster_loss_weight, cfg.train.ignore_index, cfg.train.purity,
+                           run.class_weight)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(losses.total).backward()
+    if cfg.optim.grad_clip:
+        run.scaler.unscale_(run.optimizer)
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.optim.grad_clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    return losses, seg_out.stats.kept_tokens
+
+
+def _save_and_evaluate(run: _Run, cfg: TrainConfig, result: TrainResult, val, info: DistInfo,
+                       done: int, bar: tqdm) -> None:
+    """After step ``done``: the resumable state, the checkpoint and an evaluation when due."""
+    iters = cfg.schedule.iters
+    saving = _due(done, cfg.train.checkpoint_interval, iters)
+    evaluating = _due(done, cfg.train.eval_interval, iters)
+    out = result.checkpoint.parent
+    if info.is_main and saving:
+        save_state(out / "state.pt", model=run.model, optimizer=run.optimizer,
+                   scheduler=run.scheduler, scaler=run.scaler, step=done, config=cfg.to_dict())
+    if info.is_main and (saving or evaluating):
+        save_checkpoint(run.model, result.checkpoint, {"step": done, "recipe": cfg.to_dict()})
+    if info.is_main and evaluating:
+        entry = _evaluate(result.checkpoint, val, info.device, cfg.data.eval_resize, done)
+        result.evals.append(entry)
+        _append(out / "log.jsonl", entry)
+        bar.write(f"step {done}: mIoU {100 * entry['miou']:.2f}, GFLOPs "
+                  f"{entry['gflops_mean']:.3f} (dense path {entry['dense_gflops']:.3f}), "
+                  f"kept {entry['kept_mean']:.1f}/{entry['kept_mean'] + entry['merged_mean']:.0f}")
+    if saving or evaluating:  # the other ranks wait for rank 0's files
+        barrier(info)
 
 
 def _due(done: int, interval: int, iters: int) -> bool:
@@ -266,7 +305,7 @@ def _evaluate(checkpoint: Path, val, device: torch.device, resize: str,
               step: int) -> dict[str, Any]:
     """The saved weights through the engine at the default budget, leaving the RNGs untouched."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        seg = Segmenter(checkpoint, device=str(device), resize=resize)
+        seg = Engine(checkpoint, device=str(device), resize=resize)
         r = evaluate(seg, val, MergeBudget(), warmup=1)
     return {"step": step, "eval": True, "miou": r.miou, "iou": r.iou, "gflops_mean": r.gflops_mean,
             "gflops_std": r.gflops_std, "dense_gflops": r.dense_gflops, "kept_mean": r.kept_mean,

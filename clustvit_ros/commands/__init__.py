@@ -1,0 +1,1 @@
+"""The ``clustvit`` subcommands of the model layer: argument parsing and printing, kept out of model/."""
