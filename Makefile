@@ -70,8 +70,8 @@ clean:
 	rm -rf build $(VENV)
 
 # `make demo`: set-up, then demo camera -> node -> recorder for ~20 s with a live merge_budget change
-# halfway; writes out/ (overlay PNGs, stats.csv, cost.png, demo.mcap) and prints a summary table.
-# CHECKPOINT=path.safetensors uses another model than models/clustvit_default.safetensors;
+# halfway, on the packaged CamVid road frames; writes out/ (overlay PNGs, stats.csv, cost.png, demo.mcap) and prints a summary table.
+# CHECKPOINT=NAME_OR_PATH uses another model than the packaged camvid one (synthetic, or a file);
 # DEMO_ARGS passes more options to tools/demo.py (see `.venv/bin/python tools/demo.py --help`).
 CHECKPOINT ?=
 DEMO_ARGS ?=

@@ -103,7 +103,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cuda-dtypes", nargs="+", default=list(DTYPE_NAMES),
                    choices=DTYPE_NAMES)
     p.add_argument("--no-cuda", action="store_true", help="skip the GPU even when there is one")
-    p.add_argument("--default-model", type=Path, help="default: the packaged clustvit_default model")
+    p.add_argument("--default-model", type=Path, help="default: the packaged default model (camvid)")
     p.add_argument("--no-default", action="store_true", help="skip the default model")
     p.add_argument("--doc", type=Path, help="update this markdown file's model section (+ PNG beside it)")
     return p.parse_args(argv)

@@ -111,7 +111,8 @@ def generate_launch_description():
         ('node_name', 'clustvit', 'Name of the node'),
         ('params_file', PathJoinSubstitution([share, 'config', 'clustvit.yaml']),
          'Node parameters (YAML with a `/**:` key); empty = the node defaults'),
-        ('checkpoint', '', 'Model .safetensors; empty = the params file / the packaged default model'),
+        ('checkpoint', '', 'Packaged model name (camvid, synthetic) or .safetensors path; empty = the params '
+                           'file / camvid'),
         ('merge_budget', '', 'Initial merge budget in [0, 1]; empty = the params file'),
         ('device', '', 'auto, cpu, cuda or cuda:N; empty = the params file'),
         ('dtype', '', 'fp32, fp16 or bf16; empty = the params file'),

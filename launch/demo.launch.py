@@ -1,4 +1,5 @@
-"""The demo: the demo camera (synthetic robot scenes, an image folder or a video) -> ClustViT -> rviz.
+"""The demo: the demo camera (packaged CamVid road frames, synthetic robot scenes, an image folder or a
+video) -> ClustViT -> rviz.
 
     ros2 launch clustvit_ros demo.launch.py
     ros2 launch clustvit_ros demo.launch.py source:=/path/to/video.mp4 rate:=15.0 rviz:=false
@@ -19,8 +20,9 @@ from launch_ros.substitutions import FindPackageShare
 def generate_launch_description():
     share = FindPackageShare('clustvit_ros')
     return LaunchDescription([
-        DeclareLaunchArgument('source', default_value='synthetic',
-                              description='synthetic, a folder of images or a video file'),
+        DeclareLaunchArgument('source', default_value='camvid',
+                              description='camvid (packaged CamVid road frames), synthetic, a folder of '
+                                          'images or a video file'),
         DeclareLaunchArgument('rate', default_value='10.0', description='Camera frames per second'),
         DeclareLaunchArgument('rviz', default_value='true', description='Start rviz2'),
         DeclareLaunchArgument('fastdds', default_value='true', description='Load config/fastdds.xml'),

@@ -58,6 +58,6 @@ def test_colcon_build_installs_a_package_whose_node_runs(tmp_path, symlink_insta
     finally:
         processes.kill_group(proc)
     assert code == 0, log.read_text()
-    assert "clustvit_default.safetensors" in log.read_text()  # the packaged model, from the install space
+    assert "clustvit_camvid.safetensors" in log.read_text()  # the packaged model, from the install space
     # the FrameStats type support the node loaded is the workspace's, not the environment's
     assert f"{tmp_path}/" in "".join(line for line in maps.splitlines() if "clustvit_ros__rosidl_typesupport" in line)

@@ -13,7 +13,7 @@ def test_packaged_models_resolve_by_name_and_paths_pass_through(tmp_path):
     for name, file in PACKAGED_MODELS.items():
         path = resolve_checkpoint(name)
         assert path.name == file
-    assert resolve_checkpoint("synthetic").is_file()
+    assert resolve_checkpoint("synthetic").is_file() and resolve_checkpoint("camvid").is_file()
     assert default_checkpoint() == resolve_checkpoint("") == resolve_checkpoint(DEFAULT_MODEL)
     own = tmp_path / "mine.safetensors"
     assert resolve_checkpoint(str(own)) == own

@@ -43,14 +43,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=REPO / "out", help="output folder (default out/)")
     p.add_argument("--duration", type=float, default=20.0, help="seconds of processing recorded (default 20)")
     p.add_argument("--checkpoint", default=os.environ.get("CHECKPOINT", ""),
-                   help="model .safetensors (default: the packaged models/clustvit_default.safetensors)")
+                   help="a packaged model's name (camvid, synthetic) or a .safetensors path (default: camvid)")
     p.add_argument("--budgets", type=float, nargs=2, default=(0.0, 1.0), metavar=("FIRST", "SECOND"),
                    help="merge_budget of the first and the second half (default 0 = dense, then 1 = "
                         "the model's own merging)")
     p.add_argument("--rate", type=float, default=10.0, help="camera frames per second (default 10)")
     p.add_argument("--size", type=int, nargs=2, default=(480, 360), metavar=("W", "H"),
                    help="camera image size (default 480 360)")
-    p.add_argument("--source", default="synthetic", help="demo camera source: synthetic, a folder or a video")
+    p.add_argument("--source", default="camvid",
+                   help="demo camera source: camvid (the packaged CamVid road frames), synthetic, a folder or a video")
     p.add_argument("--overlays", type=int, default=3, help="overlay PNGs saved per half (default 3)")
     p.add_argument("--domain-id", type=int, default=int(os.environ.get("DEMO_DOMAIN_ID", "0")),
                    help="ROS_DOMAIN_ID (default: a random one in 1..100)")
@@ -122,7 +123,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(REPO))
     from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 
-    from clustvit_ros.runtime.packaged import default_checkpoint
+    from clustvit_ros.runtime.packaged import resolve_checkpoint
 
     try:  # where `ros2 run` looks: the venv (make setup), a colcon workspace or /opt/ros
         prefix = Path(get_package_prefix("clustvit_ros"))
@@ -130,11 +131,10 @@ def main(argv=None) -> int:
         print("error: clustvit_ros is not installed; run `make setup` first (or source its workspace)",
               file=sys.stderr)
         return 2
-    checkpoint = Path(args.checkpoint or default_checkpoint(prefix / "share" / "clustvit_ros"))
+    checkpoint = resolve_checkpoint(args.checkpoint, prefix / "share" / "clustvit_ros")
     if not checkpoint.is_file():
-        print(f"error: model {checkpoint} does not exist. The packaged default model is made by the "
-              "training pipeline; until it is there, run `make demo CHECKPOINT=path/to/model.safetensors`.",
-              file=sys.stderr)
+        print(f"error: model {checkpoint} does not exist; give `make demo CHECKPOINT=NAME_OR_PATH` "
+              "(camvid, synthetic or a .safetensors file)", file=sys.stderr)
         return 2
     lib = prefix / "lib" / "clustvit_ros"
 

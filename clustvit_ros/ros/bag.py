@@ -52,7 +52,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("input", type=Path, help="ROS 2 bag: an .mcap file or a rosbag2 folder holding one")
     p.add_argument("output", type=Path, help="the .mcap file to write")
     p.add_argument("--topic", required=True, help="image topic (sensor_msgs/Image or CompressedImage)")
-    p.add_argument("--checkpoint", default="", help="model .safetensors (default: the packaged model)")
+    p.add_argument("--checkpoint", default="", help="a packaged model's name (camvid, synthetic) or a "
+                   ".safetensors path (default: camvid)")
     p.add_argument("--budget", type=float, default=1.0,
                    help="merge_budget in [0, 1]: 0 = dense, 1 = the model's own decision (default 1)")
     p.add_argument("--bias", type=float, default=0.0, help="merge_bias [logit] (default 0)")
@@ -150,9 +151,9 @@ def _check_output(output: Path, source: Path, force: bool) -> None:
 
 def _open_engine(args):
     from ..runtime.engine import Engine
-    from ..runtime.packaged import default_checkpoint
+    from ..runtime.packaged import resolve_checkpoint
 
-    checkpoint = args.checkpoint or str(default_checkpoint())
+    checkpoint = str(resolve_checkpoint(args.checkpoint))
     engine = Engine(checkpoint, device=args.device, dtype=args.dtype,
                     input_size=tuple(args.input_size) if args.input_size else None,
                     resize=args.resize, labels_file=args.labels_file or None)

@@ -31,7 +31,7 @@ from clustvit_ros.msg import FrameStats
 from ..model.budget import MergeBudget
 from ..runtime.engine import Engine, InputRejected
 from ..runtime.frame import Frame, FrameTimes
-from ..runtime.packaged import default_checkpoint
+from ..runtime.packaged import resolve_checkpoint
 from .image_codec import ImageDecodeError, compressed_to_rgb8, numpy_to_image, to_rgb8
 from .latest_slot import LatestSlot
 from .params import PARAMETERS, LiveSettings, check, descriptor
@@ -64,7 +64,7 @@ class ClustViTNode(Node):
         self._compressed = p["compressed"]
         self._threads = p["threads"]
 
-        checkpoint = p["checkpoint"] or str(default_checkpoint(*share_dirs()))
+        checkpoint = str(resolve_checkpoint(p["checkpoint"], *share_dirs()))
         try:
             self.engine = Engine(checkpoint, device=p["device"], dtype=p["dtype"],
                                  input_size=tuple(p["input_size"]) if p["input_size"][0] else None,

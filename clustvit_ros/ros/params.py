@@ -40,7 +40,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("publish_overlay", True, "Publish ~/overlay (computed only while subscribed).", live=True),
     ParamSpec("publish_plot_topics", True, "Publish ~/gflops and ~/latency_ms (only while subscribed).",
               live=True),
-    ParamSpec("checkpoint", "", "Model file (.safetensors); empty = the packaged default model."),
+    ParamSpec("checkpoint", "", "Model: a packaged model's name (camvid: real road scenes, CC BY-NC; "
+              "synthetic: synthetic robot scenes) or a .safetensors path; empty = camvid."),
     ParamSpec("device", "auto", "auto, cpu, cuda or cuda:N; a missing GPU falls back to the CPU with a warning."),
     ParamSpec("dtype", "fp32", "Activation dtype.", choices=DTYPE_NAMES),
     ParamSpec("threads", 0, "CPU threads for inference (torch intra-op); 0 = torch's default, one per "

@@ -8,8 +8,8 @@ from pathlib import Path
 #: Packaged model name -> file in ``models/``. ``camvid``: real road scenes (CamVid, licence
 #: CC BY-NC 4.0); ``synthetic``: the synthetic robot scenes of ``data/synthetic.py``.
 PACKAGED_MODELS = {"camvid": "clustvit_camvid.safetensors",
-                   "synthetic": "clustvit_default.safetensors"}
-DEFAULT_MODEL = "synthetic"
+                   "synthetic": "clustvit_synthetic.safetensors"}
+DEFAULT_MODEL = "camvid"
 #: The demo camera's sample frames (CamVid val, sequence 0016E5), relative to the share folder.
 SAMPLE_FRAMES = "data/camvid_val"
 
