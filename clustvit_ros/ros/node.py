@@ -4,14 +4,18 @@ The node is thin. The subscription callback only puts the message into a one-slo
 thread decodes it, runs `runtime.Engine` with the live merge budget and publishes. Every output
 carries the input's header. Parameters are validated in the set-parameters callback and swapped in
 as one immutable value, so a change applies to the next frame with no lock around the model.
+
+SIGINT/SIGTERM never raise here: they set a `StopSignal` that the spin loop polls (see `main`).
 """
 from __future__ import annotations
 
+import ctypes
 import math
-import signal
+import os
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +23,11 @@ import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float32
@@ -37,9 +43,13 @@ from .latest_slot import LatestSlot
 from .params import PARAMETERS, LiveSettings, check, descriptor
 from .share import share_dirs
 from .stats import DiagnosticsWindow
+from .stop_signal import StopSignal
 
 NODE_NAME = "clustvit"
 LOG_THROTTLE_S = 5.0
+# How long shutdown waits for the frame in flight (warm-up included) before abandoning it; launch
+# escalates to SIGTERM after 5 s.
+FRAME_WAIT_S = 3.0
 RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE,
                "system_default": ReliabilityPolicy.SYSTEM_DEFAULT}
 
@@ -207,37 +217,76 @@ class ClustViTNode(Node):
         self._diag.add_error(kind, text)
         self.get_logger().error(text, throttle_duration_sec=LOG_THROTTLE_S)
 
-    def close(self) -> None:
-        """Stop the worker after the frame in flight; call before destroy_node()."""
+    def close(self, timeout: float = FRAME_WAIT_S) -> bool:
+        """Stop the worker after the frame in flight, waiting up to `timeout` s; call before destroy_node().
+
+        Returns False when that frame is still running: it is abandoned, and the caller must not let
+        the interpreter finalise while the worker is inside torch (see `main`).
+        """
         self._closing.set()
         self._slot.close()
-        self._worker.join(timeout=30.0)
+        self._worker.join(timeout)
+        return not self._worker.is_alive()
 
 
-def main(args: list[str] | None = None) -> int:
-    """Entry point of `ros2 run clustvit_ros clustvit_node`; `args` go to rclpy (--ros-args ...)."""
-    rclpy.init(args=args)
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # rclpy before Iron handles SIGINT only
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+def main(args: list[str] | None = None, stop: StopSignal | None = None) -> int:
+    """Entry point of `ros2 run clustvit_ros clustvit_node`; `args` go to rclpy (--ros-args ...).
+
+    SIGINT/SIGTERM only set `stop` (the script installs it before importing torch), which the spin
+    loop polls, and are ignored once the node is ending, so any number of them at any moment (model
+    load, warm-up, inference, teardown) ends it with code 0. rclpy gets a context of its own and
+    installs no signal handlers. Shutdown waits for the frame in flight up to FRAME_WAIT_S.
+    """
+    stop = stop or StopSignal().install()
+    context = Context()
+    rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.NO)
     try:
-        node = ClustViTNode()
+        node = ClustViTNode(context=context)
     except StartupError as exc:
         rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
-        rclpy.try_shutdown()
-        return 1
-    executor = SingleThreadedExecutor()
+        code, finished = 1, True
+    else:
+        code = _spin_until_stopped(node, stop)
+        stop.ignore_further()
+        finished = node.close()
+        if not finished:
+            node.get_logger().warning(f"the frame in flight did not finish within {FRAME_WAIT_S:g} s: "
+                                      "abandoned")
+        node.destroy_node()
+    stop.ignore_further()
+    rclpy.try_shutdown(context=context)
+    if not finished:
+        _exit_now(code)
+    return code
+
+
+def _spin_until_stopped(node: ClustViTNode, stop: StopSignal) -> int:
+    """Spin `node` until `stop`; returns the exit code (1 when a callback failed)."""
+    executor = SingleThreadedExecutor(context=node.context)
     executor.add_node(node)
     try:
-        while rclpy.ok():
-            executor.spin_once(timeout_sec=0.25)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        while not stop.requested:
+            executor.spin_once(timeout_sec=0.1)
+    except Exception:  # the worker must still be stopped, so this must not escape past main's close()
+        node.get_logger().fatal(f"stopping after an unexpected error:\n{traceback.format_exc()}")
+        return 1
     finally:
-        node.close()
         executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
     return 0
+
+
+def _exit_now(code: int) -> None:
+    """End the process without finalising the interpreter, the worker still inside torch.
+
+    Finalisation would stop that daemon thread in the middle of torch's C++ frames, which aborts the
+    process ("terminate called without an active exception", exit code -6), and waiting for the frame
+    would make shutdown unbounded. Nothing is left to clean up: the node is destroyed and rclpy shut
+    down; only the logs still buffered in Python and C stdio are flushed first.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    ctypes.CDLL(None).fflush(None)
+    os._exit(code)
 
 
 if __name__ == "__main__":
