@@ -1,4 +1,5 @@
-"""The ClustViT node: camera images in; masks, overlay, FrameStats and diagnostics out.
+"""The ClustViT node: camera images (and camera_info) in; masks, overlay, FrameStats, the mask's
+camera_info and diagnostics out.
 
 The node is thin. The subscription callback only puts the message into a one-slot mailbox; a worker
 thread decodes it, runs `runtime.Engine` with the live merge budget and publishes. Every output
@@ -29,7 +30,7 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float32
 
 from clustvit_ros.msg import FrameStats
@@ -38,6 +39,7 @@ from ..model.budget import MergeBudget
 from ..runtime.engine import Engine, InputRejected
 from ..runtime.frame import Frame, FrameTimes
 from ..runtime.packaged import default_checkpoint
+from .camera_info import camera_info_for, camera_info_topic
 from .image_codec import ImageDecodeError, compressed_to_rgb8, numpy_to_image, to_rgb8
 from .latest_slot import LatestSlot
 from .params import PARAMETERS, LiveSettings, check, descriptor
@@ -93,18 +95,23 @@ class ClustViTNode(Node):
         self._pub_gflops = self.create_publisher(Float32, "~/gflops", 10)
         self._pub_latency = self.create_publisher(Float32, "~/latency_ms", 10)
         self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._pub_info = self.create_publisher(CameraInfo, "~/camera_info", 1)
 
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p["qos_depth"],
                          reliability=RELIABILITY[p["qos_reliability"]])
         msg_type, topic = (CompressedImage, "image/compressed") if self._compressed else (Image, "image")
         # Threads: the executor runs the callbacks and the diagnostics timer, the worker the frames.
         # What they share is guarded or immutable: `_settings` is a frozen LiveSettings replaced
-        # whole, `_slot` and `_diag` take their own locks, `_closing` is an Event; everything
-        # else (engine, publishers, start-up values) is set here and never reassigned.
+        # whole, `_slot` and `_diag` take their own locks, `_closing` is an Event, `_camera_info`
+        # is replaced whole; everything else (engine, publishers, start-up values) is set here and
+        # never reassigned.
         self._slot: LatestSlot[tuple[Image | CompressedImage, float]] = LatestSlot()
         self._diag = DiagnosticsWindow()
         self._closing = threading.Event()
+        self._camera_info: CameraInfo | None = None
         self.create_subscription(msg_type, topic, self._on_image, qos)
+        self.create_subscription(CameraInfo, camera_info_topic(self.resolve_topic_name("image")),
+                                 self._on_camera_info, qos)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_timer(self._diag_period, self._publish_diagnostics)
         self._worker = threading.Thread(target=self._work, name="clustvit_inference", daemon=True)
@@ -118,6 +125,9 @@ class ClustViTNode(Node):
     def _on_image(self, msg: Image | CompressedImage) -> None:
         if self._settings.enabled:
             self._slot.put((msg, time.monotonic()))
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         changes = {param.name: param.value for param in params}
@@ -194,6 +204,8 @@ class ClustViTNode(Node):
         segmented = time.monotonic()
         header = msg.header
         self._pub_mask.publish(numpy_to_image(frame.mask, "mono8", header))
+        if (info := self._camera_info) is not None:  # the newest: calibration rarely changes
+            self._pub_info.publish(camera_info_for(info, header, frame.mask.shape[1], frame.mask.shape[0]))
         if settings.publish_mask_color and self._pub_color.get_subscription_count() > 0:
             self._pub_color.publish(numpy_to_image(frame.colour, "rgb8", header))
         if settings.publish_overlay and self._pub_overlay.get_subscription_count() > 0:
