@@ -32,13 +32,6 @@ def slow_checkpoint(tmp_path_factory):
     return make_checkpoint(tmp_path_factory.mktemp("model") / "slow.safetensors", **SLOW_MODEL)
 
 
-def _handles_sigterm(pid: int) -> bool:
-    """Whether `pid` catches SIGTERM (Python leaves it at the default until the script installs ours)."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:")).split()[1], 16)
-    return bool(caught & (1 << (signal.SIGTERM - 1)))
-
-
 def _start(namespace: str, log: Path, checkpoint: Path, *params: str):
     argv = [str(executable("clustvit_node")), "--ros-args", "-r", f"__ns:={namespace}",
             "-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu", "-p", "threads:=1"]
@@ -46,7 +39,7 @@ def _start(namespace: str, log: Path, checkpoint: Path, *params: str):
         argv += ["-p", param]
     proc = processes.start_logged(argv, log)
     deadline = time.monotonic() + 60
-    while not _handles_sigterm(proc.pid):
+    while not processes.handles_sigterm(proc.pid):
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
         time.sleep(0.005)
     return proc
