@@ -259,7 +259,6 @@ def main(args: list[str] | None = None, stop: StopSignal | None = None) -> int:
         code, finished = 1, True
     else:
         code = _spin_until_stopped(node, stop)
-        stop.ignore_further()
         finished = node.close()
         if not finished:
             node.get_logger().warning(f"the frame in flight did not finish within {FRAME_WAIT_S:g} s: "
