@@ -17,13 +17,6 @@ SEQUENCES = {"ctrl-c": (signal.SIGINT,), "ctrl-c-twice": (signal.SIGINT, signal.
              "sigint-then-sigterm": (signal.SIGINT, signal.SIGTERM)}
 
 
-def _handles_sigterm(pid: int) -> bool:
-    """Whether `pid` catches SIGTERM (Python leaves it at the default until the script installs ours)."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:")).split()[1], 16)
-    return bool(caught & (1 << (signal.SIGTERM - 1)))
-
-
 def _start_camera(log: Path):
     """The synthetic source: it has the slow rendering moment, and its renderer must stay torch-free."""
     return processes.start_logged([str(executable("demo_camera")), "--ros-args", "-p", "rate:=30.0",
@@ -37,7 +30,7 @@ def test_signals_at_any_moment_end_the_camera_with_code_0(tmp_path, moment, sequ
     proc = _start_camera(log)
     try:
         deadline = time.monotonic() + 30
-        while not _handles_sigterm(proc.pid):
+        while not processes.handles_sigterm(proc.pid):
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.005)
         if MOMENTS[moment]:

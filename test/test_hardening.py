@@ -300,8 +300,15 @@ def test_a_strip_whose_model_input_is_too_narrow_is_a_counted_input_error(checkp
     """16x5000: 1.3 MP as a model input, but 312:1. The node counts it and keeps segmenting."""
     with running_node(f"checkpoint:={checkpoint}", "resize:=keep_aspect", "diagnostics_period:=0.2",
                       tag="strip") as (proc, h):
-        h.publish(rgb_image(16, 5000), (800, 0))
-        h.wait_for(lambda: _diag_int(h, "input_errors") == 1, 30, "the strip counted as an input error")
+        for attempt in range(10):  # best-effort input: send again until one arrives
+            h.publish(rgb_image(16, 5000), (800, attempt))
+            try:
+                h.wait_for(lambda: _diag_int(h, "input_errors"), 3, "the strip counted as an input error")
+                break
+            except AssertionError:
+                continue
+        else:
+            raise AssertionError("no strip counted as an input error in 10 sends")
         assert "aspect" in h.diagnostics_value("last_error")
         assert h.output_for("mask", (801, 0), republish=lambda: h.publish(rgb_image(), (801, 0)))
         assert _diag_int(h, "processing_errors") == 0 and proc.poll() is None

@@ -139,23 +139,13 @@ def test_launch_file_runs_and_stops_on_ctrl_c(launch_file, checkpoint, rclpy_con
     _run(launch_file, checkpoint, rclpy_context, tmp_path / "launch.log").assert_clean_exit()
 
 
-NODE_DIES_ON_A_SECOND_SIGNAL = (
-    "node-side defect (ros/node.py, issue 13 item 4): a second SIGINT that reaches clustvit_node while "
-    "it shuts down escapes as KeyboardInterrupt from close() or destroy_node() (traceback; with the "
-    "worker thread still in torch: 'terminate called without an active exception', exit code -6), or "
-    "kills it once rclpy.try_shutdown() and the interpreter's exit have put SIGINT back to the "
-    "default (exit code -2); launch reports 'process has died'")
-
-
 @requires_ros2
-@pytest.mark.xfail(strict=True, reason=NODE_DIES_ON_A_SECOND_SIGNAL)
 @pytest.mark.parametrize("launch_file", ["demo.launch.py", "two_cameras.launch.py"])
 def test_ctrl_c_again_and_again_still_ends_everything_cleanly(launch_file, checkpoint, rclpy_context, tmp_path):
     """Ctrl-C every 20 ms until everything has exited (a second press always lands mid-shutdown)."""
     launch = _run(launch_file, checkpoint, rclpy_context, tmp_path / "launch.log", presses=500)
-    for name, pid in launch.pids().items():  # the defect is the node's: everything else copes
-        if not name.startswith("clustvit_node"):
-            assert f"process has finished cleanly [pid {pid}]" in launch.output, launch.output
+    for pid in launch.pids().values():
+        assert f"process has finished cleanly [pid {pid}]" in launch.output, launch.output
     launch.assert_clean_exit()
 
 

@@ -77,5 +77,5 @@ def test_topic_table_matches_what_the_node_publishes(graph):
     assert readme_out == actual_out
     readme_in = {_resolve(_code(r[0]), ns): r[1] for r in rows if r[2] == "in"}
     actual_in = {name: types[0] for name, types in subs.items() if name not in INFRASTRUCTURE}
-    assert actual_in == {f"{ns}/image": readme_in[f"{ns}/image"]}  # the default input
+    assert actual_in == {topic: readme_in[topic] for topic in (f"{ns}/image", f"{ns}/camera_info")}  # the defaults
     assert readme_in[f"{ns}/image/compressed"] == "sensor_msgs/msg/CompressedImage"

@@ -1,17 +1,22 @@
-"""The ClustViT node: camera images in; masks, overlay, FrameStats and diagnostics out.
+"""The ClustViT node: camera images (and camera_info) in; masks, overlay, FrameStats, the mask's
+camera_info and diagnostics out.
 
 The node is thin. The subscription callback only puts the message into a one-slot mailbox; a worker
 thread decodes it, runs `runtime.Engine` with the live merge budget and publishes. Every output
 carries the input's header. Parameters are validated in the set-parameters callback and swapped in
 as one immutable value, so a change applies to the next frame with no lock around the model.
+
+SIGINT/SIGTERM never raise here: they set a `StopSignal` that the spin loop polls (see `main`).
 """
 from __future__ import annotations
 
+import ctypes
 import math
-import signal
+import os
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +24,13 @@ import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float32
 
 from clustvit_ros.msg import FrameStats
@@ -32,14 +39,19 @@ from ..model.budget import MergeBudget
 from ..runtime.engine import Engine, InputRejected
 from ..runtime.frame import Frame, FrameTimes
 from ..runtime.packaged import resolve_checkpoint
+from .camera_info import camera_info_for, camera_info_topic
 from .image_codec import ImageDecodeError, compressed_to_rgb8, numpy_to_image, to_rgb8
 from .latest_slot import LatestSlot
 from .params import PARAMETERS, LiveSettings, check, descriptor
 from .share import share_dirs
 from .stats import DiagnosticsWindow
+from .stop_signal import StopSignal
 
 NODE_NAME = "clustvit"
 LOG_THROTTLE_S = 5.0
+# How long shutdown waits for the frame in flight (warm-up included) before abandoning it; launch
+# escalates to SIGTERM after 5 s.
+FRAME_WAIT_S = 3.0
 RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE,
                "system_default": ReliabilityPolicy.SYSTEM_DEFAULT}
 
@@ -83,18 +95,23 @@ class ClustViTNode(Node):
         self._pub_gflops = self.create_publisher(Float32, "~/gflops", 10)
         self._pub_latency = self.create_publisher(Float32, "~/latency_ms", 10)
         self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._pub_info = self.create_publisher(CameraInfo, "~/camera_info", 1)
 
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p["qos_depth"],
                          reliability=RELIABILITY[p["qos_reliability"]])
         msg_type, topic = (CompressedImage, "image/compressed") if self._compressed else (Image, "image")
         # Threads: the executor runs the callbacks and the diagnostics timer, the worker the frames.
         # What they share is guarded or immutable: `_settings` is a frozen LiveSettings replaced
-        # whole, `_slot` and `_diag` take their own locks, `_closing` is an Event; everything
-        # else (engine, publishers, start-up values) is set here and never reassigned.
+        # whole, `_slot` and `_diag` take their own locks, `_closing` is an Event, `_camera_info`
+        # is replaced whole; everything else (engine, publishers, start-up values) is set here and
+        # never reassigned.
         self._slot: LatestSlot[tuple[Image | CompressedImage, float]] = LatestSlot()
         self._diag = DiagnosticsWindow()
         self._closing = threading.Event()
+        self._camera_info: CameraInfo | None = None
         self.create_subscription(msg_type, topic, self._on_image, qos)
+        self.create_subscription(CameraInfo, camera_info_topic(self.resolve_topic_name("image")),
+                                 self._on_camera_info, qos)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_timer(self._diag_period, self._publish_diagnostics)
         self._worker = threading.Thread(target=self._work, name="clustvit_inference", daemon=True)
@@ -108,6 +125,9 @@ class ClustViTNode(Node):
     def _on_image(self, msg: Image | CompressedImage) -> None:
         if self._settings.enabled:
             self._slot.put((msg, time.monotonic()))
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         changes = {param.name: param.value for param in params}
@@ -184,6 +204,8 @@ class ClustViTNode(Node):
         segmented = time.monotonic()
         header = msg.header
         self._pub_mask.publish(numpy_to_image(frame.mask, "mono8", header))
+        if (info := self._camera_info) is not None:  # the newest: calibration rarely changes
+            self._pub_info.publish(camera_info_for(info, header, frame.mask.shape[1], frame.mask.shape[0]))
         if settings.publish_mask_color and self._pub_color.get_subscription_count() > 0:
             self._pub_color.publish(numpy_to_image(frame.colour, "rgb8", header))
         if settings.publish_overlay and self._pub_overlay.get_subscription_count() > 0:
@@ -207,37 +229,75 @@ class ClustViTNode(Node):
         self._diag.add_error(kind, text)
         self.get_logger().error(text, throttle_duration_sec=LOG_THROTTLE_S)
 
-    def close(self) -> None:
-        """Stop the worker after the frame in flight; call before destroy_node()."""
+    def close(self, timeout: float = FRAME_WAIT_S) -> bool:
+        """Stop the worker after the frame in flight, waiting up to `timeout` s; call before destroy_node().
+
+        Returns False when that frame is still running: it is abandoned, and the caller must not let
+        the interpreter finalise while the worker is inside torch (see `main`).
+        """
         self._closing.set()
         self._slot.close()
-        self._worker.join(timeout=30.0)
+        self._worker.join(timeout)
+        return not self._worker.is_alive()
 
 
-def main(args: list[str] | None = None) -> int:
-    """Entry point of `ros2 run clustvit_ros clustvit_node`; `args` go to rclpy (--ros-args ...)."""
-    rclpy.init(args=args)
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # rclpy before Iron handles SIGINT only
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+def main(args: list[str] | None = None, stop: StopSignal | None = None) -> int:
+    """Entry point of `ros2 run clustvit_ros clustvit_node`; `args` go to rclpy (--ros-args ...).
+
+    SIGINT/SIGTERM only set `stop` (the script installs it before importing torch), which the spin
+    loop polls, and are ignored once the node is ending, so any number of them at any moment (model
+    load, warm-up, inference, teardown) ends it with code 0. rclpy gets a context of its own and
+    installs no signal handlers. Shutdown waits for the frame in flight up to FRAME_WAIT_S.
+    """
+    stop = stop or StopSignal().install()
+    context = Context()
+    rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.NO)
     try:
-        node = ClustViTNode()
+        node = ClustViTNode(context=context)
     except StartupError as exc:
         rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
-        rclpy.try_shutdown()
-        return 1
-    executor = SingleThreadedExecutor()
+        code, finished = 1, True
+    else:
+        code = _spin_until_stopped(node, stop)
+        finished = node.close()
+        if not finished:
+            node.get_logger().warning(f"the frame in flight did not finish within {FRAME_WAIT_S:g} s: "
+                                      "abandoned")
+        node.destroy_node()
+    stop.ignore_further()
+    rclpy.try_shutdown(context=context)
+    if not finished:
+        _exit_now(code)
+    return code
+
+
+def _spin_until_stopped(node: ClustViTNode, stop: StopSignal) -> int:
+    """Spin `node` until `stop`; returns the exit code (1 when a callback failed)."""
+    executor = SingleThreadedExecutor(context=node.context)
     executor.add_node(node)
     try:
-        while rclpy.ok():
-            executor.spin_once(timeout_sec=0.25)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        while not stop.requested:
+            executor.spin_once(timeout_sec=0.1)
+    except Exception:  # the worker must still be stopped, so this must not escape past main's close()
+        node.get_logger().fatal(f"stopping after an unexpected error:\n{traceback.format_exc()}")
+        return 1
     finally:
-        node.close()
         executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
     return 0
+
+
+def _exit_now(code: int) -> None:
+    """End the process without finalising the interpreter, the worker still inside torch.
+
+    Finalisation would stop that daemon thread in the middle of torch's C++ frames, which aborts the
+    process ("terminate called without an active exception", exit code -6), and waiting for the frame
+    would make shutdown unbounded. Nothing is left to clean up: the node is destroyed and rclpy shut
+    down; only the logs still buffered in Python and C stdio are flushed first.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    ctypes.CDLL(None).fflush(None)
+    os._exit(code)
 
 
 if __name__ == "__main__":

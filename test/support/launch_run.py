@@ -55,18 +55,28 @@ class Launch:
                                                             self.output)}
 
     def ctrl_c(self, presses: int = 1, gap: float = 0.05) -> None:
-        """SIGINT to the whole process group, `presses` times `gap` s apart until the launch has
-        exited (a user pressing Ctrl-C again and again), then wait for it to exit."""
+        """SIGINT to the whole process group, `presses` times `gap` s apart until every launched
+        process has ended (a user pressing Ctrl-C again and again), then wait for launch to exit.
+
+        The presses stop there, not when `ros2 launch` itself exits: its own interpreter exit is not
+        this package's code, and Python puts SIGINT back to the default while it finalises, so a
+        press in that last moment kills `ros2 launch` (-2) after everything it ran ended cleanly.
+        """
         start = time.monotonic()
         for _ in range(presses):
             try:
                 os.killpg(self.proc.pid, signal.SIGINT)
             except ProcessLookupError:
                 break
-            if processes.wait_exit(self.proc, gap):
+            if processes.wait_exit(self.proc, gap) or self._all_ended():
                 break
         if processes.wait_exit(self.proc, 2 * LAUNCH_GRACE_S + 5):
             self.seconds_to_exit = time.monotonic() - start
+
+    def _all_ended(self) -> bool:
+        """Whether launch has logged the end of every process it started."""
+        ended = set(re.findall(r"process has (?:finished cleanly|died) \[pid (\d+)", self.output))
+        return ended >= {str(pid) for pid in self.pids().values()}
 
     def assert_clean_exit(self) -> None:
         """Exit 0 within launch's grace, every started process finished cleanly, nothing left running."""

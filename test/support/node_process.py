@@ -31,13 +31,16 @@ def unique_namespace(tag: str) -> str:
 
 @contextlib.contextmanager
 def running_node(*params: str, tag: str = "t", outputs=("mask", "stats"), ready_timeout: float = 90.0,
-                 publisher_depth: int = 10):
-    """A started node plus a Harness talking to it; yields (process, harness); stops both after."""
+                 publisher_depth: int = 10, image_topic: str | None = None):
+    """A started node plus a Harness talking to it; yields (process, harness); stops both after.
+
+    `image_topic`: remap the node's `image` there (the harness publishes there too)."""
     namespace = unique_namespace(tag)
-    proc = start_node(namespace, *params)
+    proc = start_node(namespace, *params, extra_args=("-r", f"image:={image_topic}") if image_topic else ())
     context = Context()
     rclpy.init(context=context)
-    harness = Harness(context, f"{namespace}/clustvit", outputs=outputs, publisher_depth=publisher_depth)
+    harness = Harness(context, f"{namespace}/clustvit", outputs=outputs, publisher_depth=publisher_depth,
+                      image_topic=image_topic)
     try:
         try:
             harness.wait_for(lambda: proc.poll() is not None or harness.params.wait_for_services(0.5),

@@ -95,3 +95,10 @@ def ctrl_c(proc: subprocess.Popen, timeout: float = 15.0) -> int | None:
         return proc.returncode
     kill_group(proc)
     return None
+
+
+def handles_sigterm(pid: int) -> bool:
+    """Whether `pid` catches SIGTERM (Python leaves it at the default until a script installs a handler)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:")).split()[1], 16)
+    return bool(caught & (1 << (signal.SIGTERM - 1)))

@@ -13,14 +13,14 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter, parameter_value_to_python
 from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float32
 
 from clustvit_ros.msg import FrameStats
 from clustvit_ros.ros.image_codec import numpy_to_image
 
 OUTPUTS = {"mask": Image, "mask_color": Image, "overlay": Image, "stats": FrameStats,
-           "gflops": Float32, "latency_ms": Float32}
+           "gflops": Float32, "latency_ms": Float32, "camera_info": CameraInfo}
 
 
 class Harness:
