@@ -101,7 +101,8 @@ class ClustViTConfig:
             need(self.cluster_hidden > 0, "cluster_hidden must be positive")
         need(self.stem in STEMS, f"stem must be one of {STEMS}, got {self.stem!r}")
         power_of_two = self.patch_size >= 2 and self.patch_size & (self.patch_size - 1) == 0
-        need(self.stem != "conv" or power_of_two, f"a conv stem needs a power-of-two patch size >= 2, got {self.patch_size}")
+        need(self.stem != "conv" or power_of_two,
+             f"a conv stem needs a power-of-two patch size >= 2, got {self.patch_size}")
         need(self.head in HEADS, f"head must be one of {HEADS}, got {self.head!r}")
         need(len(self.class_names) == self.num_classes,
              f"{len(self.class_names)} class names for num_classes={self.num_classes}")

@@ -3,17 +3,18 @@
 Convention (the ClustViT paper's): 2 FLOPs per multiply-add of every matmul and convolution.
 
 Counted: the patch embedding (one strided conv, or the conv stem's 3x3 stride-2 convs and its 1x1
-projection); per block the qkv projection, Q K^T, A V, the attention output
-projection and the two MLP linears, on the 1 + P tokens a block saw (1 + M + k after the
-injection point when the frame merged); the Cluster MLP on the P patch tokens (whenever it ran,
+projection); per block the qkv projection, Q K^T, A V, the attention output projection and the
+two MLP linears, on the 1 + P tokens a block saw (1 + M + k after the injection point when the
+frame merged); the Cluster MLP on the P patch tokens (whenever it ran,
 even if it then merged nothing); the Regenerator on the P - M merged tokens; the head: for the
 mask transformer its input projection, its blocks on P + C tokens (with the C class-embedding
 tokens), the patch and class projections and the patch-class product; for the linear head its
 Linear(D -> C).
 
-Not counted (elementwise or data movement, as in the paper): bias adds, LayerNorm, BatchNorm, GELU/ReLU,
-softmax, residual adds, L2 normalisation, position-embedding add and its bicubic resize, the
-gathers/scatters and segment means of merging, padding, and the bilinear upsampling of the logits.
+Not counted (elementwise or data movement, as in the paper): bias adds, LayerNorm, BatchNorm,
+GELU/ReLU, softmax, residual adds, L2 normalisation, position-embedding add and its bicubic
+resize, the gathers/scatters and segment means of merging, padding, and the bilinear upsampling of
+the logits.
 
 A batched forward is counted per image as if that image ran alone (batch size 1 is exact); the
 compute wasted on padded slots of a batch is not counted.

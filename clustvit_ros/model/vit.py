@@ -130,7 +130,8 @@ class Block(nn.Module):
 
 
 class VisionTransformer(nn.Module):
-    """Patch embedding (``stem``: ``patch`` = one strided conv, ``conv`` = :class:`ConvStem`) + cls token + learned position embedding + blocks + final LayerNorm.
+    """Patch embedding (``stem``: ``patch`` = one strided conv, ``conv`` = :class:`ConvStem`) + cls
+    token + learned position embedding + blocks + final LayerNorm.
 
     The segmentor drives the blocks itself (the Cluster module sits between two of them), so this
     module offers :meth:`embed` and exposes ``blocks`` and ``norm``. The position embedding is
