@@ -123,3 +123,15 @@ def test_engine_and_training_forward_share_normalisation_and_padding_geometry(ch
     with torch.inference_mode():
         expected = engine.model(engine.model.normalize(rgb)).logits.argmax(1)[0].numpy()
     np.testing.assert_array_equal(engine.run(image).labels, expected)
+
+
+def test_close_frees_the_model(checkpoint):
+    import weakref
+
+    engine = Engine(checkpoint, device="cpu")
+    engine.run(_image(64, 64))
+    model = weakref.ref(engine.model)
+    engine.close()
+    assert model() is None, "something still holds the model"
+    with pytest.raises(AttributeError):
+        engine.run(_image(64, 64))

@@ -7,6 +7,7 @@ benchmarks all run frames through `Engine.run`, so what is measured is what runs
 """
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,6 +132,15 @@ class Engine:
         """Return cached GPU memory to the driver (after an out-of-memory error); no-op on the CPU."""
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+    def close(self) -> None:
+        """Free the model and return its GPU memory to the driver; the engine runs nothing after this.
+
+        A frame still running keeps what it uses until it returns.
+        """
+        del self.model, self._normalize
+        gc.collect()
+        self.release_cached_memory()
 
     def _preprocess(self, rgb: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
         """uint8 HWC on the host -> normalised 1x3xHxW in the model dtype on the device."""
