@@ -175,6 +175,8 @@ def run_cell(cell: Cell, args, logs: Path) -> CellResult:
 
             node = ClustViTNode(context=context, namespace=ns,
                                 parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+            if not node.start():  # configure and activate, as autostart does in main()
+                raise RuntimeError("the node could not be configured and activated (see its log)")
             rosbench.record_engine_times(node.engine, times)
             spinner = rosbench.Spinner(context, node, bench)
         else:

@@ -23,7 +23,7 @@ def main(argv: list[str]) -> int:
     out = Path(argv[2])
     from rosbench import record_engine_times  # noqa: E402  (environment inherited from the bench)
 
-    from clustvit_ros.ros.node import main as node_main
+    from clustvit_ros.ros.main import main as node_main
     from clustvit_ros.runtime.engine import Engine
 
     times: dict[float, tuple[float, float, float]] = {}

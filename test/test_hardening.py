@@ -206,6 +206,7 @@ def test_out_of_memory_during_inference_skips_the_frame_and_recovers(checkpoint)
     node = ClustViTNode(context=context, namespace=unique_namespace("oom"),
                         parameter_overrides=[Parameter("checkpoint", value=str(checkpoint)),
                                              Parameter("diagnostics_period", value=0.2)])
+    assert node.start()  # configure and activate, as autostart does in main()
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)

@@ -80,7 +80,7 @@ def test_signals_during_start_up_end_the_node_with_code_0(slow_checkpoint, tmp_p
 def test_signals_during_the_warm_up_frame_end_the_node_with_code_0(slow_checkpoint, tmp_path, sequence):
     log = tmp_path / "node.log"
     proc = _start(unique_namespace("sigwarm"), log, slow_checkpoint, "input_size:=[1024,1024]")  # ~1 s here
-    processes.wait_for_text(proc, log, "segmenting", 90)  # logged once the worker has started warming up
+    processes.wait_for_text(proc, log, "warming up", 90)  # logged as the warm-up frame starts
     _signal_and_check(proc, log, sequence)
 
 
@@ -108,7 +108,7 @@ def test_a_frame_longer_than_the_shutdown_wait_is_abandoned_cleanly(tmp_path):
     log = tmp_path / "node.log"
     proc = _start(unique_namespace("sigabandon"), log, checkpoint, "input_size:=[1024,1024]",
                   "merge_budget:=0.0")
-    processes.wait_for_text(proc, log, "segmenting", 90)
+    processes.wait_for_text(proc, log, "warming up", 90)
     output = _signal_and_check(proc, log, "ctrl-c-twice")
     assert "ready: warm-up frame" not in output, "the warm-up frame finished: this test needs a slower one"
     assert "abandoned" in output, output

@@ -100,6 +100,32 @@ def echoed_field(command: str, tmp_path: Path) -> None:
     assert float(out.split("---")[0]) > 0, out
 
 
+def in_state(expected: str) -> Callable:
+    def check(command: str, tmp_path: Path) -> None:
+        result = run(command)
+        assert result.stdout.strip() == expected, result.stdout + result.stderr
+    return check
+
+
+def _camera_subscribers() -> int:
+    out = run("ros2 topic info /camera/image_raw").stdout
+    return int(re.search(r"Subscription count: (\d+)", out).group(1))
+
+
+def transitioned(state: str, camera_subscribers: int) -> Callable:
+    """The transition succeeds, the node is then in `state`, and the camera topic has that many
+    subscribers (the node is the demo camera's only one)."""
+    def check(command: str, tmp_path: Path) -> None:
+        result = run(command, timeout=120)
+        assert result.stdout.strip() == "Transitioning successful", result.stdout + result.stderr
+        in_state(state)("ros2 lifecycle get /clustvit", tmp_path)
+        deadline = time.monotonic() + 30  # the CLI daemon's graph catches up
+        while _camera_subscribers() != camera_subscribers:
+            assert time.monotonic() < deadline, run("ros2 topic info /camera/image_raw").stdout
+            time.sleep(0.5)
+    return check
+
+
 def not_here(why: str) -> Callable:
     def note(command: str, tmp_path: Path) -> None:
         warnings.warn(f"README command not run here: {command} ({why})")
@@ -119,6 +145,11 @@ NODE_COMMAND = "ros2 run clustvit_ros clustvit_node --ros-args -r image:=/camera
 LAUNCH_COMMAND = "ros2 launch clustvit_ros demo.launch.py rviz:=false"
 CHECKS: dict[str, Callable | None] = {  # None: the command the ones after it run against
     NODE_COMMAND: None,
+    "ros2 lifecycle get /clustvit": in_state("active [3]"),
+    "ros2 lifecycle set /clustvit deactivate": transitioned("inactive [2]", camera_subscribers=0),
+    "ros2 lifecycle set /clustvit cleanup": transitioned("unconfigured [1]", camera_subscribers=0),
+    "ros2 lifecycle set /clustvit configure": transitioned("inactive [2]", camera_subscribers=0),
+    "ros2 lifecycle set /clustvit activate": transitioned("active [3]", camera_subscribers=1),
     LAUNCH_COMMAND: None,
     "ros2 topic echo /clustvit/stats --once": echoed_once,
     "ros2 topic hz /clustvit/stats": hz,

@@ -43,7 +43,7 @@ def test_parameter_table_matches_the_declared_parameters():
         expected = str(spec.default).lower() if isinstance(spec.default, bool) else (
             f'"{spec.default}"' if isinstance(spec.default, str) else str(spec.default))
         assert _code(default) == expected, spec.name
-        assert when == ("live" if spec.live else "start-up"), spec.name
+        assert when == ("live" if spec.live else "configure" if spec.configure else "start-up"), spec.name
 
 
 @pytest.fixture(scope="module")

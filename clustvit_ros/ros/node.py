@@ -1,37 +1,46 @@
 """The ClustViT node: camera images (and camera_info) in; masks, overlay, FrameStats, the mask's
 camera_info and diagnostics out.
 
-The node is thin. The subscription callback only puts the message into a one-slot mailbox; a worker
-thread decodes it, runs `runtime.Engine` with the live merge budget and publishes. Every output
-carries the input's header. Parameters are validated in the set-parameters callback and swapped in
-as one immutable value, so a change applies to the next frame with no lock around the model.
+A managed (lifecycle) node, with rclpy's lifecycle API as Humble already has it:
 
-SIGINT/SIGTERM never raise here: they set a `StopSignal` that the spin loop polls (see `main`).
+- configure: load the model, create the publishers, run one blank frame on the inference thread. A
+  model that cannot be loaded or run fails the transition with the reason logged; the node stays
+  unconfigured, and can be configured again (after `ros2 param set ... checkpoint ...`, say);
+- activate: subscribe to the camera (and its camera_info), segment and publish;
+- deactivate: release the subscriptions and stop processing; the publishers go inactive;
+- cleanup: free the model (and cached GPU memory) and destroy the publishers;
+- shutdown, from any state: all of that; the process then exits with code 0 (see `main.py`).
+
+With `autostart` (the default) `main.py` configures and activates it at start-up, so the node
+behaves as a plain node, and a failed configure ends the process with code 1.
+
+The node is thin. The subscription callback only puts the message into a one-slot mailbox and tells
+the inference thread, which decodes it, runs `runtime.Engine` with the live merge budget and
+publishes. Every output carries the input's header. Parameters are validated in the set-parameters
+callback and the live ones swapped in as one immutable value, so a change applies to the next frame
+with no lock around the model.
+
+SIGINT/SIGTERM never raise here: `main.py` turns them into a stop request, which configure's wait
+for the warm-up frame polls through `stop_requested`.
 """
 from __future__ import annotations
 
-import ctypes
 import math
-import os
-import sys
-import threading
 import time
-import traceback
+from concurrent.futures import wait
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
-import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
+from rclpy.exceptions import ParameterException
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
+from rclpy.subscription import Subscription
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-from std_msgs.msg import Float32
 
 from clustvit_ros.msg import FrameStats
 
@@ -39,99 +48,209 @@ from ..model.budget import MergeBudget
 from ..runtime.engine import Engine, InputRejected
 from ..runtime.frame import Frame, FrameTimes
 from ..runtime.packaged import resolve_checkpoint
-from .camera_info import camera_info_for, camera_info_topic
-from .image_codec import ImageDecodeError, compressed_to_rgb8, numpy_to_image, to_rgb8
+from .camera_info import camera_info_topic
+from .image_codec import ImageDecodeError, compressed_to_rgb8, to_rgb8
+from .inference_thread import InferenceThread
 from .latest_slot import LatestSlot
-from .params import PARAMETERS, LiveSettings, check, descriptor
+from .outputs import Outputs
+from .params import PARAMETERS, SPECS, LiveSettings, check, descriptor
 from .share import share_dirs
 from .stats import DiagnosticsWindow
-from .stop_signal import StopSignal
 
 NODE_NAME = "clustvit"
 LOG_THROTTLE_S = 5.0
 # How long shutdown waits for the frame in flight (warm-up included) before abandoning it; launch
-# escalates to SIGTERM after 5 s.
+# escalates to SIGTERM after 5 s. Cleanup waits as long before it frees the model.
 FRAME_WAIT_S = 3.0
+STOP_POLL_S = 0.1  # how often waits check for a signal
+SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE,
                "system_default": ReliabilityPolicy.SYSTEM_DEFAULT}
 
 
 class StartupError(RuntimeError):
-    """The node cannot start (bad start-up parameter, missing or corrupt model)."""
+    """The node cannot start: a parameter given at start-up is invalid."""
 
 
-class ClustViTNode(Node):
-    def __init__(self, **kwargs):
+class ClustViTNode(LifecycleNode):
+    def __init__(self, stop_requested: Callable[[], bool] = lambda: False, **kwargs: Any) -> None:
+        """`stop_requested` is polled while configure waits for the warm-up frame: a signal then fails
+        the transition instead of waiting. `kwargs` go to rclpy's Node (context, namespace, ...)."""
         super().__init__(NODE_NAME, **kwargs)
-        for spec in PARAMETERS:
-            self.declare_parameter(spec.name, spec.default, descriptor(spec))
-        p = {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS}
-        p["input_size"] = list(p["input_size"])
+        try:
+            for spec in PARAMETERS:
+                self.declare_parameter(spec.name, spec.default, descriptor(spec))
+        except ParameterException as exc:  # out of its range or of the wrong type
+            raise StartupError(f"invalid parameter: {exc}") from exc
+        p = self._parameter_values()
         for name, value in p.items():
             if reason := check(name, value):
                 raise StartupError(f"invalid parameter: {reason}")
+        self.autostart: bool = p["autostart"]
         self._settings = LiveSettings().updated(p)
-        self._max_pixels = p["max_image_pixels"]
         self._diag_period = p["diagnostics_period"]
-        self._compressed = p["compressed"]
-        self._threads = p["threads"]
-
-        checkpoint = str(resolve_checkpoint(p["checkpoint"], *share_dirs()))
-        try:
-            self.engine = Engine(checkpoint, device=p["device"], dtype=p["dtype"],
-                                 input_size=tuple(p["input_size"]) if p["input_size"][0] else None,
-                                 resize=p["resize"], labels_file=p["labels_file"] or None)
-        except (OSError, ValueError) as exc:
-            raise StartupError(str(exc)) from exc
-        for warning in self.engine.warnings:
-            self.get_logger().warning(warning)
-        self._model_info = (f"{Path(checkpoint).name} ({self.engine.config.variant}, k={self.engine.config.k}, "
-                            f"ip={self.engine.config.ip}, {self.engine.config.num_classes} classes)")
-
-        self._pub_mask = self.create_publisher(Image, "~/mask", 1)
-        self._pub_color = self.create_publisher(Image, "~/mask_color", 1)
-        self._pub_overlay = self.create_publisher(Image, "~/overlay", 1)
-        self._pub_stats = self.create_publisher(FrameStats, "~/stats", 10)
-        self._pub_gflops = self.create_publisher(Float32, "~/gflops", 10)
-        self._pub_latency = self.create_publisher(Float32, "~/latency_ms", 10)
-        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._pub_info = self.create_publisher(CameraInfo, "~/camera_info", 1)
-
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p["qos_depth"],
-                         reliability=RELIABILITY[p["qos_reliability"]])
-        msg_type, topic = (CompressedImage, "image/compressed") if self._compressed else (Image, "image")
-        # Threads: the executor runs the callbacks and the diagnostics timer, the worker the frames.
-        # What they share is guarded or immutable: `_settings` is a frozen LiveSettings replaced
-        # whole, `_slot` and `_diag` take their own locks, `_closing` is an Event, `_camera_info`
-        # is replaced whole; everything else (engine, publishers, start-up values) is set here and
-        # never reassigned.
+        self._stop_requested = stop_requested
+        # Threads: the executor runs the callbacks, the transitions and the diagnostics timer; the
+        # inference thread runs the warm-up and the frames. What they share is guarded or replaced
+        # whole: `_settings` is a frozen LiveSettings, `engine`, `_outputs` and `_camera_info` are
+        # replaced, `_processing` is a flag; `_slot` and `_diag` take their own locks. The
+        # configure values (`_compressed`, `_max_pixels`, ...) change only while nothing runs.
         self._slot: LatestSlot[tuple[Image | CompressedImage, float]] = LatestSlot()
         self._diag = DiagnosticsWindow()
-        self._closing = threading.Event()
         self._camera_info: CameraInfo | None = None
-        self.create_subscription(msg_type, topic, self._on_image, qos)
-        self.create_subscription(CameraInfo, camera_info_topic(self.resolve_topic_name("image")),
-                                 self._on_camera_info, qos)
+        self._processing = False  # active: frames are segmented and published
+        self.engine: Engine | None = None  # from configure to cleanup
+        self._outputs: Outputs | None = None
+        self._inputs: list[Subscription] = []
+        self._model_info = ""
+        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)  # in every state
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_timer(self._diag_period, self._publish_diagnostics)
-        self._worker = threading.Thread(target=self._work, name="clustvit_inference", daemon=True)
-        self._worker.start()
+        self._inference = InferenceThread("clustvit_inference")
+        if not self.autostart:
+            self.get_logger().info("unconfigured: waiting for the configure transition (autostart is false)")
+
+    @property
+    def lifecycle_state(self) -> str:
+        """The current state's label: unconfigured, inactive, active, finalized or a transition's."""
+        return self._state_machine.current_state[1]  # rclpy has no public getter (Humble to Kilted)
+
+    def start(self) -> bool:
+        """Configure and activate, as `autostart` does; False when either transition failed."""
+        return (self.trigger_configure() == SUCCESS and not self._stop_requested()
+                and self.trigger_activate() == SUCCESS)
+
+    def _parameter_values(self) -> dict[str, Any]:
+        p = {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS}
+        p["input_size"] = list(p["input_size"])
+        return p
+
+    # Lifecycle transitions (executor thread) ------------------------------------------------------
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        p = self._parameter_values()
+        try:
+            checkpoint = resolve_checkpoint(p["checkpoint"], *share_dirs())
+            engine = Engine(checkpoint, device=p["device"], dtype=p["dtype"],
+                            input_size=tuple(p["input_size"]) if p["input_size"][0] else None,
+                            resize=p["resize"], labels_file=p["labels_file"] or None)
+        except (OSError, ValueError) as exc:  # missing, corrupt or inconsistent model or labels
+            return self._failed("configure", str(exc))
+        except Exception as exc:  # anything else the load raises (a CUDA error, ...) fails it too
+            return self._failed("configure", f"{type(exc).__name__}: {exc}")
+        for warning in engine.warnings:
+            self.get_logger().warning(warning)
+        self.engine = engine
+        self._model_info = (f"{Path(checkpoint).name} ({engine.config.variant}, k={engine.config.k}, "
+                            f"ip={engine.config.ip}, {engine.config.num_classes} classes)")
+        self._threads = p["threads"]
+        self._compressed, self._max_pixels = p["compressed"], p["max_image_pixels"]
+        self._qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p["qos_depth"],
+                               reliability=RELIABILITY[p["qos_reliability"]])
+        self._outputs = Outputs(self)
+        self.get_logger().info(f"loaded {self._model_info} on {engine.device} ({_dtype_name(engine)}): "
+                               "warming up")
+        if (reason := self._await_warm_up()) is not None:
+            self._release(wait_s=0.0)
+            return self._failed("configure", reason)
+        return SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = super().on_activate(state)  # the publishers first
+        msg_type, topic = (CompressedImage, "image/compressed") if self._compressed else (Image, "image")
+        self._inputs = [
+            self.create_subscription(msg_type, topic, self._on_image, self._qos),
+            self.create_subscription(CameraInfo, camera_info_topic(self.resolve_topic_name("image")),
+                                     self._on_camera_info, self._qos)]
+        self._processing = True
         self.get_logger().info(
-            f"segmenting {self.resolve_topic_name(topic)} with {self._model_info} on "
-            f"{self.engine.device} ({p['dtype']}), merge_budget={self._settings.merge_budget}")
+            f"segmenting {self.resolve_topic_name(topic)} with {self._model_info} on {self.engine.device} "
+            f"({_dtype_name(self.engine)}), merge_budget={self._settings.merge_budget}")
+        return result
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self.get_logger().info("inactive: the camera is unsubscribed, the model stays loaded")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release(wait_s=FRAME_WAIT_S)
+        self.get_logger().info("unconfigured: the model is freed")
+        return SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self._release(wait_s=0.0)  # the process ends: `close` waits for the frame in flight
+        self.get_logger().info(f"shut down from {state.label}")
+        return SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.get_logger().error(f"a transition from {state.label} raised: releasing everything, "
+                                "back to unconfigured")
+        self._stop_processing()
+        self._release(wait_s=0.0)
+        return SUCCESS
+
+    def _await_warm_up(self) -> str | None:
+        """Run the warm-up frame on the inference thread and wait for it; why it failed, or None.
+
+        A signal ends the wait (the load before it is not interruptible).
+        """
+        if self._stop_requested():
+            return "stopped by a signal"
+        future = self._inference.submit(self._warm_up)
+        while not wait([future], STOP_POLL_S).done:
+            if self._stop_requested():
+                return "stopped by a signal during the warm-up frame"
+        exc = future.exception()
+        return None if exc is None else f"the warm-up frame failed: {type(exc).__name__}: {exc}"
+
+    def _stop_processing(self) -> None:
+        """Unsubscribe and forget the waiting frame; a frame in flight publishes into inactive publishers."""
+        for subscription in self._inputs:
+            self.destroy_subscription(subscription)
+        self._inputs = []
+        self._processing = False
+        self._slot.clear()
+        self._camera_info = None  # it is not known to be current any more
+
+    def _release(self, wait_s: float) -> None:
+        """Free what configure made. Waits up to `wait_s` for the frame in flight first, so that its
+        memory goes too."""
+        if wait_s > 0 and not self._inference.drain(wait_s):
+            self.get_logger().warning(f"the frame in flight did not finish within {wait_s:g} s: "
+                                      "its memory is freed when it does")
+        engine, outputs, self.engine, self._outputs = self.engine, self._outputs, None, None
+        if outputs is not None:
+            outputs.destroy()
+        if engine is not None:
+            engine.close()
+
+    def _failed(self, transition: str, reason: str) -> TransitionCallbackReturn:
+        self.get_logger().error(f"{transition} failed: {reason}")
+        return FAILURE
 
     # Executor thread -------------------------------------------------------------------------
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
-        if self._settings.enabled:
-            self._slot.put((msg, time.monotonic()))
+        if self._settings.enabled and self._slot.put((msg, time.monotonic())):
+            self._inference.submit(self._process_newest)
+            # Hand the GIL to the inference thread now rather than when this thread next blocks
+            # (its whole wait-set rebuild: 0.4 -> 0.1 ms hand-off).
+            time.sleep(0)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         changes = {param.name: param.value for param in params}
+        state = self.lifecycle_state
         for name, value in changes.items():
+            if name in SPECS and SPECS[name].configure and state != "unconfigured":
+                steps = "deactivate, then cleanup" if state == "active" else "cleanup"
+                return SetParametersResult(successful=False, reason=(
+                    f"{name} is read at configure: it can change only while the node is unconfigured, "
+                    f"and it is {state} (ros2 lifecycle set {self.get_fully_qualified_name()} {steps})"))
             if reason := check(name, value):
                 return SetParametersResult(successful=False, reason=reason)
         settings = self._settings.updated(changes)
@@ -141,38 +260,21 @@ class ClustViTNode(Node):
         return SetParametersResult(successful=True)
 
     def _publish_diagnostics(self) -> None:
-        s = self._settings
-        extra = {"device": str(self.engine.device), "dtype": str(self.engine.dtype).removeprefix("torch."),
-                 "model": self._model_info, "threads": str(torch.get_num_threads()),
+        s, engine = self._settings, self.engine
+        extra = {"lifecycle_state": self.lifecycle_state, "threads": str(torch.get_num_threads()),
                  "enabled": str(s.enabled),
                  "merge_budget": f"{s.merge_budget:g}", "merge_bias": f"{s.merge_bias:g}",
                  "frames_received": str(self._slot.received)}
+        if engine is not None:
+            extra.update(device=str(engine.device), dtype=_dtype_name(engine), model=self._model_info)
         status = self._diag.status(self._diag_period, self._slot.dropped, extra)
         status.name = f"{self.get_fully_qualified_name()}: segmentation"
-        status.hardware_id = str(self.engine.device)
+        status.hardware_id = str(engine.device) if engine is not None else ""
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self._pub_diag.publish(array)
 
-    # Worker thread ---------------------------------------------------------------------------
-
-    def _work(self) -> None:
-        self._warm_up()
-        while (item := self._slot.take()) is not None:
-            settings = self._settings
-            if not settings.enabled:
-                continue
-            try:
-                self._process(*item, settings)
-            except (ImageDecodeError, InputRejected) as exc:
-                self._report("input", f"bad input image: {exc}")
-            except torch.cuda.OutOfMemoryError as exc:
-                self.engine.release_cached_memory()
-                self._report("processing", f"out of memory on {self.engine.device}, frame skipped: {exc}")
-            except Exception as exc:  # a frame that fails must not stop the node
-                if self._closing.is_set():
-                    return
-                self._report("processing", f"processing failed: {type(exc).__name__}: {exc}")
+    # Inference thread ------------------------------------------------------------------------
 
     def _warm_up(self) -> None:
         """Set the thread count and run one blank frame here, before the first camera frame.
@@ -185,39 +287,40 @@ class ClustViTNode(Node):
             torch.set_num_threads(self._threads)
         s = self._settings
         start = time.monotonic()
-        try:
-            blank = np.zeros((*self.engine.input_size, 3), np.uint8)
-            self.engine.run(blank, MergeBudget(s.merge_budget, s.merge_bias))
-        except Exception as exc:  # e.g. out of GPU memory: say so, frames will report their own errors
-            self.engine.release_cached_memory()
-            self.get_logger().warning(f"warm-up frame failed: {type(exc).__name__}: {exc}")
-            return
+        blank = np.zeros((*self.engine.input_size, 3), np.uint8)
+        self.engine.run(blank, MergeBudget(s.merge_budget, s.merge_bias))
         self.get_logger().info(f"ready: warm-up frame {(time.monotonic() - start) * 1e3:.0f} ms, "
                                f"{torch.get_num_threads()} inference threads")
 
-    def _process(self, msg: Image | CompressedImage, received: float, settings: LiveSettings) -> None:
+    def _process_newest(self) -> None:
+        """Segment and publish the newest frame, if one is waiting."""
+        item, engine, outputs, settings = self._slot.take(), self.engine, self._outputs, self._settings
+        if item is None or engine is None or outputs is None or not settings.enabled:
+            return
+        try:
+            self._process(engine, outputs, *item, settings)
+        except (ImageDecodeError, InputRejected) as exc:
+            self._report("input", f"bad input image: {exc}")
+        except torch.cuda.OutOfMemoryError as exc:
+            engine.release_cached_memory()
+            self._report("processing", f"out of memory on {engine.device}, frame skipped: {exc}")
+        except Exception as exc:  # a frame that fails must not stop the node
+            if self._processing:  # else a transition took the model or the publishers away mid-frame
+                self._report("processing", f"processing failed: {type(exc).__name__}: {exc}")
+
+    def _process(self, engine: Engine, outputs: Outputs, msg: Image | CompressedImage, received: float,
+                 settings: LiveSettings) -> None:
         started = time.monotonic()
         rgb = compressed_to_rgb8(msg, self._max_pixels) if self._compressed else to_rgb8(msg, self._max_pixels)
         decoded = time.monotonic()
         budget = MergeBudget(settings.merge_budget, settings.merge_bias)
-        frame = Frame(rgb, self.engine.run(rgb, budget), self.engine.classes.palette)
+        frame = Frame(rgb, engine.run(rgb, budget), engine.classes.palette)
         segmented = time.monotonic()
         header = msg.header
-        self._pub_mask.publish(numpy_to_image(frame.mask, "mono8", header))
-        if (info := self._camera_info) is not None:  # the newest: calibration rarely changes
-            self._pub_info.publish(camera_info_for(info, header, frame.mask.shape[1], frame.mask.shape[0]))
-        if settings.publish_mask_color and self._pub_color.get_subscription_count() > 0:
-            self._pub_color.publish(numpy_to_image(frame.colour, "rgb8", header))
-        if settings.publish_overlay and self._pub_overlay.get_subscription_count() > 0:
-            self._pub_overlay.publish(numpy_to_image(frame.overlay(settings.overlay_alpha), "rgb8", header))
+        outputs.publish_images(frame, header, self._camera_info, settings)
         times = FrameTimes.from_marks(received, started, decoded, segmented, time.monotonic(),
                                       self._stamp_age_ms(header))
-        self._pub_stats.publish(FrameStats(header=header, **frame.stats(times, budget, self._slot.dropped)))
-        if settings.publish_plot_topics:
-            if self._pub_gflops.get_subscription_count() > 0:
-                self._pub_gflops.publish(Float32(data=float(frame.result.gflops)))
-            if self._pub_latency.get_subscription_count() > 0:
-                self._pub_latency.publish(Float32(data=float(times.latency_ms)))
+        outputs.publish_cost(FrameStats(header=header, **frame.stats(times, budget, self._slot.dropped)), settings)
         self._diag.add_frame(times, frame.result.gflops)
 
     def _stamp_age_ms(self, header) -> float:
@@ -229,76 +332,19 @@ class ClustViTNode(Node):
         self._diag.add_error(kind, text)
         self.get_logger().error(text, throttle_duration_sec=LOG_THROTTLE_S)
 
+    # -----------------------------------------------------------------------------------------
+
     def close(self, timeout: float = FRAME_WAIT_S) -> bool:
-        """Stop the worker after the frame in flight, waiting up to `timeout` s; call before destroy_node().
+        """Shut the node down from whatever state it is in and stop the inference thread after the
+        frame in flight, waiting up to `timeout` s; call before destroy_node().
 
         Returns False when that frame is still running: it is abandoned, and the caller must not let
-        the interpreter finalise while the worker is inside torch (see `main`).
+        the interpreter finalise while the inference thread is inside torch (see `main.py`).
         """
-        self._closing.set()
-        self._slot.close()
-        self._worker.join(timeout)
-        return not self._worker.is_alive()
+        if self.lifecycle_state in ("unconfigured", "inactive", "active"):
+            self.trigger_shutdown()
+        return self._inference.close(timeout)
 
 
-def main(args: list[str] | None = None, stop: StopSignal | None = None) -> int:
-    """Entry point of `ros2 run clustvit_ros clustvit_node`; `args` go to rclpy (--ros-args ...).
-
-    SIGINT/SIGTERM only set `stop` (the script installs it before importing torch), which the spin
-    loop polls, and are ignored once the node is ending, so any number of them at any moment (model
-    load, warm-up, inference, teardown) ends it with code 0. rclpy gets a context of its own and
-    installs no signal handlers. Shutdown waits for the frame in flight up to FRAME_WAIT_S.
-    """
-    stop = stop or StopSignal().install()
-    context = Context()
-    rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.NO)
-    try:
-        node = ClustViTNode(context=context)
-    except StartupError as exc:
-        rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
-        code, finished = 1, True
-    else:
-        code = _spin_until_stopped(node, stop)
-        finished = node.close()
-        if not finished:
-            node.get_logger().warning(f"the frame in flight did not finish within {FRAME_WAIT_S:g} s: "
-                                      "abandoned")
-        node.destroy_node()
-    stop.ignore_further()
-    rclpy.try_shutdown(context=context)
-    if not finished:
-        _exit_now(code)
-    return code
-
-
-def _spin_until_stopped(node: ClustViTNode, stop: StopSignal) -> int:
-    """Spin `node` until `stop`; returns the exit code (1 when a callback failed)."""
-    executor = SingleThreadedExecutor(context=node.context)
-    executor.add_node(node)
-    try:
-        while not stop.requested:
-            executor.spin_once(timeout_sec=0.1)
-    except Exception:  # the worker must still be stopped, so this must not escape past main's close()
-        node.get_logger().fatal(f"stopping after an unexpected error:\n{traceback.format_exc()}")
-        return 1
-    finally:
-        executor.shutdown()
-    return 0
-
-
-def _exit_now(code: int) -> None:
-    """End the process without finalising the interpreter, the worker still inside torch.
-
-    Finalisation would stop that daemon thread in the middle of torch's C++ frames, which aborts the
-    process ("terminate called without an active exception", exit code -6), and waiting for the frame
-    would make shutdown unbounded. Nothing is left to clean up: the node is destroyed and rclpy shut
-    down; only the logs still buffered in Python and C stdio are flushed first.
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    ctypes.CDLL(None).fflush(None)
-    os._exit(code)
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+def _dtype_name(engine: Engine) -> str:
+    return str(engine.dtype).removeprefix("torch.")

@@ -1,8 +1,10 @@
 """The node's parameters: declarations with descriptions and ranges, and their validation.
 
 One table (`PARAMETERS`) is the source of truth for the node, the README's parameter table and the
-launch-file tests. Live parameters apply to the next frame; the others are read-only (a change
-needs a restart) and rclpy rejects setting them with a reason.
+launch-file tests. Live parameters apply to the next frame, in any lifecycle state. Configure
+parameters are read by the lifecycle node's configure transition, so it accepts a change only while
+it is unconfigured. The others are read-only (set at start-up) and rclpy rejects setting them with
+a reason.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ class ParamSpec:
     default: Any
     description: str
     live: bool = False
+    configure: bool = False  # read at configure; changeable while the node is unconfigured
     range: tuple[float, float] | None = None
     choices: tuple[str, ...] | None = None
 
@@ -41,25 +44,29 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("publish_plot_topics", True, "Publish ~/gflops and ~/latency_ms (only while subscribed).",
               live=True),
     ParamSpec("checkpoint", "", "Model: a packaged model's name (camvid: real road scenes, CC BY-NC; "
-              "synthetic: synthetic robot scenes) or a .safetensors path; empty = camvid."),
-    ParamSpec("device", "auto", "auto, cpu, cuda or cuda:N; a missing GPU falls back to the CPU with a warning."),
-    ParamSpec("dtype", "fp32", "Activation dtype.", choices=DTYPE_NAMES),
+              "synthetic: synthetic robot scenes) or a .safetensors path; empty = camvid.", configure=True),
+    ParamSpec("device", "auto", "auto, cpu, cuda or cuda:N; a missing GPU falls back to the CPU with a warning.",
+              configure=True),
+    ParamSpec("dtype", "fp32", "Activation dtype.", configure=True, choices=DTYPE_NAMES),
     ParamSpec("threads", 0, "CPU threads for inference (torch intra-op); 0 = torch's default, one per "
               "core. On a CPU shared with other busy processes use fewer (1 on 2 cores): idle threads "
-              "spin and a busy CPU can make inference many times slower.", range=(0, 1024)),
+              "spin and a busy CPU can make inference many times slower.", configure=True,
+              range=(0, 1024)),
     ParamSpec("input_size", [0, 0], "[H, W] the image is resized to for the model; [0, 0] = the model's "
-              "training size."),
+              "training size.", configure=True),
     ParamSpec("resize", "fixed", "fixed: resize to input_size; keep_aspect: short side to min(input_size); "
-              "none: native resolution.", choices=RESIZE_POLICIES),
-    ParamSpec("labels_file", "", "YAML with class names and colours; empty = the checkpoint's own."),
-    ParamSpec("compressed", False, "Subscribe to image/compressed (JPEG/PNG) instead of image."),
+              "none: native resolution.", configure=True, choices=RESIZE_POLICIES),
+    ParamSpec("labels_file", "", "YAML with class names and colours; empty = the checkpoint's own.", configure=True),
+    ParamSpec("compressed", False, "Subscribe to image/compressed (JPEG/PNG) instead of image.", configure=True),
     ParamSpec("qos_reliability", "best_effort", "Input QoS reliability (default: the sensor-data profile).",
-              choices=RELIABILITIES),
-    ParamSpec("qos_depth", 1, "Input QoS queue depth.", range=(1, 100)),
+              configure=True, choices=RELIABILITIES),
+    ParamSpec("qos_depth", 1, "Input QoS queue depth.", configure=True, range=(1, 100)),
     ParamSpec("max_image_pixels", DEFAULT_MAX_PIXELS, "Larger input images are rejected as malformed "
               "(compressed ones from their header, before decoding); the default fits a 12 MP camera.",
-              range=(1, 1_073_741_824)),
+              configure=True, range=(1, 1_073_741_824)),
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", range=(0.1, 60.0)),
+    ParamSpec("autostart", True, "Configure and activate at start-up, as a plain node; false: start "
+              "unconfigured and wait for a lifecycle manager (ros2 lifecycle set)."),
 )
 SPECS = {spec.name: spec for spec in PARAMETERS}
 
@@ -82,11 +89,14 @@ class LiveSettings:
 
 
 def descriptor(spec: ParamSpec) -> ParameterDescriptor:
-    """The rclpy descriptor for `spec` (type from the default, range, read-only for restart-only)."""
-    text = spec.description + ("" if spec.live else " (read-only: set at start-up)")
+    """The rclpy descriptor for `spec` (type from the default, range, read-only when set at start-up)."""
+    read_only = not (spec.live or spec.configure)
+    text = spec.description + (" (read-only: set at start-up)" if read_only else
+                               " (applied at configure: change it while the node is unconfigured)"
+                               if spec.configure else "")
     if spec.choices:
         text += f" One of: {', '.join(spec.choices)}."
-    desc = ParameterDescriptor(description=text, read_only=not spec.live)
+    desc = ParameterDescriptor(description=text, read_only=read_only)
     if spec.range and isinstance(spec.default, float):
         desc.floating_point_range = [FloatingPointRange(from_value=float(spec.range[0]),
                                                         to_value=float(spec.range[1]))]

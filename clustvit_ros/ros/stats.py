@@ -79,6 +79,8 @@ class DiagnosticsWindow:
             level, message = DiagnosticStatus.WARN, f"{period.errors} bad frame(s) in the last {period_s:g} s"
         if extra.get("enabled") == "False":
             message = "disabled"
+        if extra.get("lifecycle_state", "active") != "active":  # unconfigured or inactive: nothing runs
+            message = extra["lifecycle_state"]
         return DiagnosticStatus(level=level, message=message,
                                 values=[KeyValue(key=k, value=v) for k, v in values.items()])
 

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,13 @@ def ros2(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
 def stop_daemon() -> None:
     """Stop the ros2 CLI daemon of this domain that `ros2 topic/param/node` started, if any."""
     ros2("daemon", "stop", timeout=30.0)
+
+
+def lifecycle(verb: str, node: str, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
+    """`ros2 lifecycle VERB NODE ARGS`, repeated while the CLI does not see the node yet."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = ros2("lifecycle", verb, node, *args, timeout=timeout)
+        if "Node not found" not in result.stderr or time.monotonic() > deadline:
+            return result
+        time.sleep(0.5)
