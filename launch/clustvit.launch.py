@@ -2,10 +2,13 @@
 
     ros2 launch clustvit_ros clustvit.launch.py camera_topic:=/my_camera/image_raw rviz:=true
     ros2 launch clustvit_ros clustvit.launch.py namespace:=front merge_budget:=0.5 device:=cuda dtype:=fp16
+    ros2 launch clustvit_ros clustvit.launch.py autostart:=false   # then: ros2 lifecycle set /clustvit configure
 
 Outputs: <namespace>/<node_name>/{mask,mask_color,overlay,stats,gflops,latency_ms} and /diagnostics.
 Empty checkpoint/merge_budget/device/dtype/compressed/threads keep the value of the params file (or the
-node's default); a value given here overrides it.
+node's default); a value given here overrides it. The node is a lifecycle node: autostart:=true (the
+default) configures and activates it at start-up; with autostart:=false it starts unconfigured and
+waits for `ros2 lifecycle set` or a lifecycle manager.
 """
 from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 from launch import LaunchDescription
@@ -59,7 +62,7 @@ def _launch_setup(context):
 
     namespace, name, camera_topic = arg('namespace'), arg('node_name'), arg('camera_topic')
     sim_time = _flag('use_sim_time', arg('use_sim_time'))
-    overrides = {'use_sim_time': sim_time}
+    overrides = {'use_sim_time': sim_time, 'autostart': _flag('autostart', arg('autostart'))}
     for key in ('checkpoint', 'device', 'dtype'):
         if arg(key):
             overrides[key] = arg(key)
@@ -120,6 +123,8 @@ def generate_launch_description():
         ('threads', '', 'CPU inference threads; empty = the params file (1 per node when several nodes '
          'share a small CPU)'),
         ('use_sim_time', 'false', 'Use /clock (bag replay with --clock)'),
+        ('autostart', 'true', 'Configure and activate the node at start-up; false: it starts unconfigured '
+         'and waits for `ros2 lifecycle set` or a lifecycle manager'),
         ('rviz', 'false', 'Also start rviz2 showing the camera, the coloured mask and the overlay'),
         ('rviz_config', PathJoinSubstitution([share, 'config', 'clustvit.rviz']), 'rviz2 config'),
         ('fastdds', 'true', 'Load config/fastdds.xml (32 MiB shared-memory segment for camera-sized '

@@ -27,6 +27,9 @@ def generate_launch_description():
         DeclareLaunchArgument('rviz', default_value='false', description='One rviz2 per camera'),
         DeclareLaunchArgument('threads', default_value='1',
                               description='CPU inference threads of each node (empty: params file)'),
+        DeclareLaunchArgument('autostart', default_value='true',
+                              description='Configure and activate both nodes at start-up; false: they start '
+                                          'unconfigured (ros2 lifecycle set /front/clustvit configure)'),
     ]
     for camera in CAMERAS:
         actions += [
@@ -42,6 +45,7 @@ def generate_launch_description():
                                   'merge_budget': LaunchConfiguration(f'{camera}_merge_budget'),
                                   'params_file': LaunchConfiguration('params_file'),
                                   'threads': LaunchConfiguration('threads'),
+                                  'autostart': LaunchConfiguration('autostart'),
                                   'rviz': LaunchConfiguration('rviz')}.items())], scoped=True),
         ]
     return LaunchDescription(actions)

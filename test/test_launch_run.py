@@ -20,7 +20,7 @@ from support.installed import share
 from support.launch_run import Launch
 from support.models import make_checkpoint
 from support.processes import REPO
-from support.ros2_tools import requires_ros2
+from support.ros2_tools import lifecycle, requires_ros2, stop_daemon
 from support.ros_harness import Harness, rgb_image
 
 
@@ -50,7 +50,8 @@ CASES = {
         {"camera_topic": "/cam/image", "namespace": "robot", "node_name": "seg", "merge_budget": "0.25",
          "device": "cpu", "dtype": "bf16", "log_level": "debug"},
         {"/robot/seg": "/cam/image"},
-        {"/robot/seg": {"merge_budget": 0.25, "device": "cpu", "dtype": "bf16", "use_sim_time": False}}),
+        {"/robot/seg": {"merge_budget": 0.25, "device": "cpu", "dtype": "bf16", "use_sim_time": False,
+                        "autostart": True}}),
     "usb_camera.launch.py": Case({}, {"/clustvit": "/image_raw"}),
     "realsense.launch.py": Case({}, {"/clustvit": "/camera/camera/color/image_raw"}),
     "zed.launch.py": Case({}, {"/clustvit": "/zed/zed_node/rgb/color/rect/image"}),
@@ -150,6 +151,37 @@ def test_ctrl_c_again_and_again_still_ends_everything_cleanly(launch_file, check
 
 
 @requires_ros2
+@pytest.mark.parametrize("launch_file,nodes", [("clustvit.launch.py", {"/clustvit": "/camera/image_raw"}),
+                                              ("two_cameras.launch.py", CASES["two_cameras.launch.py"].nodes)])
+def test_autostart_false_leaves_the_nodes_to_ros2_lifecycle(launch_file, nodes, checkpoint, rclpy_context, tmp_path):
+    """`autostart:=false`: every node waits unconfigured, unsubscribed; `ros2 lifecycle set` configures and
+    activates it and it segments; Ctrl-C still ends everything cleanly."""
+    stop_daemon()
+    with Launch(launch_file, {"autostart": "false", "checkpoint": str(checkpoint)}, tmp_path / "launch.log",
+                env=_environment()) as launch:
+        harnesses = {fqn: Harness(rclpy_context, fqn, outputs=("mask",), image_topic=topic)
+                     for fqn, topic in nodes.items()}
+        try:
+            for i, (fqn, harness) in enumerate(harnesses.items()):
+                harness.wait_for(lambda: launch.running() and harness.params.wait_for_services(0.5), 90.0,
+                                 f"{fqn}'s parameter services")
+                assert harness.get("autostart") == [False]
+                assert lifecycle("get", fqn).stdout.strip() == "unconfigured [1]"
+                assert harness.image_pub.get_subscription_count() == 0
+                for transition in ("configure", "activate"):
+                    result = lifecycle("set", fqn, transition)
+                    assert result.stdout.strip() == "Transitioning successful", result.stdout + result.stderr
+                image = rgb_image(48, 64)
+                harness.output_for("mask", (110 + i, 0), 60, republish=lambda: harness.publish(image, (110 + i, 0)))
+        finally:
+            for harness in harnesses.values():
+                harness.close()
+            stop_daemon()
+        launch.ctrl_c()
+    launch.assert_clean_exit()
+
+
+@requires_ros2
 @pytest.mark.parametrize("launch_file,arguments,reason", [
     ("realsense.launch.py", {"driver": "true"}, "package 'realsense2_camera' not found"),
     ("zed.launch.py", {"driver": "true"}, "package 'zed_wrapper' not found"),
@@ -159,6 +191,7 @@ def test_ctrl_c_again_and_again_still_ends_everything_cleanly(launch_file, check
     ("clustvit.launch.py", {"merge_budget": "half"}, "merge_budget must be a number, got 'half'"),
     ("clustvit.launch.py", {"threads": "1.5"}, "threads must be an integer, got '1.5'"),
     ("clustvit.launch.py", {"rviz": "maybe"}, "rviz must be true or false, got 'maybe'"),
+    ("clustvit.launch.py", {"autostart": "later"}, "autostart must be true or false, got 'later'"),
 ], ids=lambda v: v if isinstance(v, str) and v.endswith(".py") else None)
 def test_launch_refuses_what_it_cannot_do_before_starting_anything(launch_file, arguments, reason, tmp_path):
     """A driver that is not installed or a bad argument stops the launch with the reason, nothing started."""
