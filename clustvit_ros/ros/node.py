@@ -39,6 +39,7 @@ from ..model.budget import MergeBudget
 from ..runtime.engine import Engine, InputRejected
 from ..runtime.frame import Frame, FrameTimes
 from ..runtime.packaged import resolve_checkpoint
+from ..runtime.threads import InferenceThreads
 from .camera_info import camera_info_for, camera_info_topic
 from .image_codec import ImageDecodeError, compressed_to_rgb8, numpy_to_image, to_rgb8
 from .latest_slot import LatestSlot
@@ -74,7 +75,7 @@ class ClustViTNode(Node):
         self._max_pixels = p["max_image_pixels"]
         self._diag_period = p["diagnostics_period"]
         self._compressed = p["compressed"]
-        self._threads = p["threads"]
+        self._threads = InferenceThreads(p["threads"])
 
         checkpoint = str(resolve_checkpoint(p["checkpoint"], *share_dirs()))
         try:
@@ -143,7 +144,7 @@ class ClustViTNode(Node):
     def _publish_diagnostics(self) -> None:
         s = self._settings
         extra = {"device": str(self.engine.device), "dtype": str(self.engine.dtype).removeprefix("torch."),
-                 "model": self._model_info, "threads": str(torch.get_num_threads()),
+                 "model": self._model_info, "threads": self._threads.describe(),
                  "enabled": str(s.enabled),
                  "merge_budget": f"{s.merge_budget:g}", "merge_bias": f"{s.merge_bias:g}",
                  "frames_received": str(self._slot.received)}
@@ -162,6 +163,7 @@ class ClustViTNode(Node):
             settings = self._settings
             if not settings.enabled:
                 continue
+            self._threads.before_frame()
             try:
                 self._process(*item, settings)
             except (ImageDecodeError, InputRejected) as exc:
@@ -175,14 +177,13 @@ class ClustViTNode(Node):
                 self._report("processing", f"processing failed: {type(exc).__name__}: {exc}")
 
     def _warm_up(self) -> None:
-        """Set the thread count and run one blank frame here, before the first camera frame.
+        """Choose the thread count and run one blank frame here, before the first camera frame.
 
         The first frame pays for allocations and kernel selection. Running it on this thread also
         makes it the first to use torch's thread pool, which other threads then share at half speed
         (measured, docs/BENCHMARKS.md), so nothing else in this process should run torch.
         """
-        if self._threads:
-            torch.set_num_threads(self._threads)
+        self._threads.before_frame()
         s = self._settings
         start = time.monotonic()
         try:
@@ -193,7 +194,7 @@ class ClustViTNode(Node):
             self.get_logger().warning(f"warm-up frame failed: {type(exc).__name__}: {exc}")
             return
         self.get_logger().info(f"ready: warm-up frame {(time.monotonic() - start) * 1e3:.0f} ms, "
-                               f"{torch.get_num_threads()} inference threads")
+                               f"{self._threads.describe()} inference threads")
 
     def _process(self, msg: Image | CompressedImage, received: float, settings: LiveSettings) -> None:
         started = time.monotonic()
