@@ -89,6 +89,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--doc", type=Path, help="write the section into this markdown file")
     p.add_argument("--quick", action="store_true", help="the default model only, policies before/one/auto")
+    p.add_argument("--policies", nargs="+", choices=list(POLICIES), help="default-model policies (default: all)")
+    p.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), help="scenarios (default: all)")
     p.add_argument("--duration", type=float, default=8.0, help="seconds measured per default-model cell")
     p.add_argument("--vit-s-duration", type=float, default=20.0, help="seconds measured per ViT-S cell")
     p.add_argument("--probe", nargs=4, metavar=("CHECKPOINT", "THREADS", "SECONDS", "START_AT"),
@@ -208,7 +210,8 @@ def model_section(model: Model, cells: dict[tuple[str, str], Cell]) -> list[str]
     rows = []
     for policy in model.policies:
         for scenario, (_, what) in SCENARIOS.items():
-            c = cells[(policy, scenario)]
+            if (c := cells.get((policy, scenario))) is None:
+                continue
             r = ratios(c, idle)
             rate = f"{c.rate:.1f}" + (f" + {c.rate_other:.1f}" if c.rate_other is not None else "")
             rows.append([policy, what, f"{sum(c.threads) / len(c.threads):.2f}",
@@ -233,15 +236,17 @@ def targets(model: Model, cells: dict[tuple[str, str], Cell], idle: Cell) -> lis
     rows.append(["idle speed (frame p50)", f"≤ {TARGET_IDLE:.2f}× before", f"{ratio:.2f}×",
                  report.verdict(ratio <= TARGET_IDLE)])
     for scenario, (p50_max, p95_max) in TARGETS.items():
+        if ("auto", scenario) not in cells:
+            continue
         r = ratios(cells[("auto", scenario)], idle)
         what = SCENARIOS[scenario][1]
         rows.append([f"{what}: frame p50 / p95", f"≤ {p50_max:g}× / ≤ {p95_max:g}×",
                      f"{r['frame_p50']:.2f}× / {r['frame_p95']:.2f}×",
                      report.verdict(r["frame_p50"] <= p50_max and r["frame_p95"] <= p95_max)])
-    node2 = cells[("auto", "node2")]
-    worst = min(node2.rate, node2.rate_other or node2.rate) / idle.rate
-    rows.append(["two nodes: each one's rate", f"≥ {TARGET_NODE2_RATE:.0%} of idle", f"{worst:.0%} (the slower)",
-                 report.verdict(worst >= TARGET_NODE2_RATE)])
+    if node2 := cells.get(("auto", "node2")):
+        worst = min(node2.rate, node2.rate_other) / idle.rate
+        rows.append(["two nodes: each one's rate", f"≥ {TARGET_NODE2_RATE:.0%} of idle",
+                     f"{worst:.0%} (the slower)", report.verdict(worst >= TARGET_NODE2_RATE)])
     return [f"Targets for the default (`auto`) against `before` idle, {model.label}:", "",
             report.table(["target", "needs", "measured", ""], rows), ""]
 
@@ -269,15 +274,20 @@ def main(argv=None) -> int:
         return 0
     from clustvit_ros.runtime.packaged import default_checkpoint
 
+    scenarios = [s for s in SCENARIOS if s in (args.scenarios or SCENARIOS)]
+    if not {"before", "auto"} <= set(args.policies or POLICIES) or "idle" not in scenarios:
+        raise SystemExit("the ratios need the `before` and `auto` policies and the `idle` scenario")
+
     with tempfile.TemporaryDirectory(prefix="bench_contention_") as tmp:
+        policies = args.policies or (["before", "one", "auto"] if args.quick else list(POLICIES))
         models = [Model("default model (CamVid, 360×480 frames)", default_checkpoint(), args.duration,
-                        ["before", "one", "auto"] if args.quick else list(POLICIES))]
+                        [p for p in POLICIES if p in policies])]
         if not args.quick:
             models.append(Model("ViT-S 512 (random weights, 150 classes, mask head)", vit_s(Path(tmp)),
                                 args.vit_s_duration, ["before", "one", "auto"]))
         cells: dict[tuple[str, str, str], Cell] = {}
         for model in models:
-            for scenario in SCENARIOS:  # policies side by side within each scenario
+            for scenario in scenarios:  # policies side by side within each scenario
                 for policy in model.policies:
                     cell = run_cell(model, policy, scenario)
                     cells[(model.label, policy, scenario)] = cell

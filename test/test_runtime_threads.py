@@ -69,10 +69,11 @@ def test_a_fixed_count_ignores_the_load():
     assert threads.describe() == "1 (fixed)" and not threads.adaptive
 
 
-def write_stat(path: Path, busy_ticks: int) -> None:
-    """A /proc/stat whose CPUs in our affinity set were busy `busy_ticks` each, plus one we may not use."""
+def write_stat(path: Path, busy_ticks: int, niced_ticks: int = 0) -> None:
+    """A /proc/stat whose CPUs in our affinity set were busy `busy_ticks` each (and `niced_ticks` in
+    niced processes), plus one CPU we may not use."""
     lines = [f"cpu  {busy_ticks * 4} 0 0 0 0 0 0 0 0 0"]
-    lines += [f"cpu{n} {busy_ticks} 0 0 100000 0 0 0 0 0 0" for n in AFFINITY]
+    lines += [f"cpu{n} {busy_ticks} {niced_ticks} 0 100000 0 0 0 0 0 0" for n in AFFINITY]
     lines.append(f"cpu{max(AFFINITY) + 1} 999999 0 0 0 0 0 0 0 0 0")  # outside the affinity set
     lines.append("intr 12345")
     path.write_text("\n".join(lines) + "\n")
@@ -90,6 +91,15 @@ def test_cpu_load_counts_other_processes_on_our_cpus_only(tmp_path):
     elapsed = time.monotonic() - started
     # len(AFFINITY) busy seconds in `elapsed`, less our own few ms; the foreign CPU's 9999 s must not count
     assert (len(AFFINITY) - 0.1) / elapsed < others <= len(AFFINITY) / 0.2
+
+
+def test_niced_batch_jobs_are_not_counted(tmp_path):
+    stat = tmp_path / "stat"
+    write_stat(stat, 1000, niced_ticks=0)
+    load = CpuLoad(stat)
+    time.sleep(0.1)
+    write_stat(stat, 1000, niced_ticks=10 * os.sysconf("SC_CLK_TCK"))  # they give way within a slice
+    assert load.others() < 0.5
 
 
 def test_a_busy_process_is_seen_on_the_real_machine():

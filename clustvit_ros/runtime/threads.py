@@ -23,20 +23,24 @@ PERIOD_S = 0.5
 FREE_CORE_SLACK = 0.4
 """A core counts as free when the others leave at least 1 - this of it: 0.3 core of a camera driver
 leaves 2 cores of 2 in use, 0.8 core of a training job drops inference to 1."""
-BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # user nice system irq softirq steal (guest time is inside user)
+BUSY_FIELDS = (0, 2, 5, 6, 7)  # user system irq softirq steal (guest time is inside user)
+NICE_FIELD = 1  # user time of processes with a positive nice value
 
 
 class CpuLoad:
     """CPU time that other processes take on the CPUs this process may run on, in cores.
 
     Reads the per-CPU counters of /proc/stat for the CPUs in this process's affinity set and
-    subtracts this process's own CPU time (all its threads, `os.times`).
+    subtracts this process's own CPU time (all its threads, `os.times`). Processes with a positive
+    nice value (batch jobs) give way to normal ones within a time slice and are not counted, unless
+    this process is niced itself.
     """
 
     def __init__(self, stat: Path = PROC_STAT):
         self._stat = stat
         self._cpus = {f"cpu{n}" for n in os.sched_getaffinity(0)}
         self._tick = os.sysconf("SC_CLK_TCK")
+        self._fields = BUSY_FIELDS + ((NICE_FIELD,) if os.getpriority(os.PRIO_PROCESS, 0) > 0 else ())
         self._last = self._sample()
 
     @property
@@ -60,7 +64,7 @@ class CpuLoad:
                 name, _, rest = line.partition(" ")
                 if name in self._cpus:
                     values = rest.split()
-                    busy += sum(int(values[i]) for i in BUSY_FIELDS)
+                    busy += sum(int(values[i]) for i in self._fields)
         own = os.times()
         return busy / self._tick, own.user + own.system, time.monotonic()
 
