@@ -81,19 +81,22 @@ demo: setup
 	  $(VPY) tools/demo.py --out out $(if $(CHECKPOINT),--checkpoint "$(CHECKPOINT)") $(DEMO_ARGS)
 
 # `make bench`: set-up, then the model-level (dense ViT vs ClustViT, ViT-T/S/B at 512 + the default
-# model) and node-level (overhead, rate, drops, stamp age; 1 and 2 processes) benchmarks. Each
-# replaces only its own marked section of docs/BENCHMARKS.md and writes its PNGs beside it (~6 min
-# on 2 cores). `make soak` (not part of bench): 10,000 frames through the node, leak checks (~4 min).
-# BENCH_MODEL_ARGS / BENCH_NODE_ARGS / SOAK_ARGS pass options (see each script's --help).
+# model), node-level (overhead, rate, drops, stamp age; 1 and 2 processes) and contention (beside
+# busy processes and a second node; thread policies) benchmarks. Each replaces only its own marked
+# section of docs/BENCHMARKS.md and writes its PNGs beside it (~20 min on 2 cores). `make soak` (not part of bench): 10,000 frames through the node, leak checks (~4 min).
+# BENCH_MODEL_ARGS / BENCH_NODE_ARGS / BENCH_CONTENTION_ARGS / SOAK_ARGS pass options (see each
+# script's --help).
 BENCH_DOC ?= docs/BENCHMARKS.md
 BENCH_MODEL_ARGS ?=
 BENCH_NODE_ARGS ?=
+BENCH_CONTENTION_ARGS ?=
 SOAK_ARGS ?=
 .PHONY: bench soak
 bench: setup
 	$(VPY) benchmarks/bench_model.py --doc $(BENCH_DOC) $(BENCH_MODEL_ARGS)
 	FASTDDS_DEFAULT_PROFILES_FILE=$(CURDIR)/config/fastdds.xml \
 	  $(VPY) benchmarks/bench_node.py --doc $(BENCH_DOC) $(BENCH_NODE_ARGS)
+	$(VPY) benchmarks/bench_contention.py --doc $(BENCH_DOC) $(BENCH_CONTENTION_ARGS)
 
 soak: setup
 	FASTDDS_DEFAULT_PROFILES_FILE=$(CURDIR)/config/fastdds.xml \

@@ -48,6 +48,7 @@ from ..model.budget import MergeBudget
 from ..runtime.engine import Engine, InputRejected
 from ..runtime.frame import Frame, FrameTimes
 from ..runtime.packaged import resolve_checkpoint
+from ..runtime.threads import InferenceThreads
 from .camera_info import camera_info_topic
 from .image_codec import ImageDecodeError, compressed_to_rgb8, to_rgb8
 from .inference_thread import InferenceThread
@@ -143,7 +144,7 @@ class ClustViTNode(LifecycleNode):
         self.engine = engine
         self._model_info = (f"{Path(checkpoint).name} ({engine.config.variant}, k={engine.config.k}, "
                             f"ip={engine.config.ip}, {engine.config.num_classes} classes)")
-        self._threads = p["threads"]
+        self._threads = InferenceThreads(p["threads"])
         self._compressed, self._max_pixels = p["compressed"], p["max_image_pixels"]
         self._qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p["qos_depth"],
                                reliability=RELIABILITY[p["qos_reliability"]])
@@ -261,12 +262,12 @@ class ClustViTNode(LifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         s, engine = self._settings, self.engine
-        extra = {"lifecycle_state": self.lifecycle_state, "threads": str(torch.get_num_threads()),
-                 "enabled": str(s.enabled),
+        extra = {"lifecycle_state": self.lifecycle_state, "enabled": str(s.enabled),
                  "merge_budget": f"{s.merge_budget:g}", "merge_bias": f"{s.merge_bias:g}",
                  "frames_received": str(self._slot.received)}
         if engine is not None:
-            extra.update(device=str(engine.device), dtype=_dtype_name(engine), model=self._model_info)
+            extra.update(device=str(engine.device), dtype=_dtype_name(engine), model=self._model_info,
+                         threads=self._threads.describe())
         status = self._diag.status(self._diag_period, self._slot.dropped, extra)
         status.name = f"{self.get_fully_qualified_name()}: segmentation"
         status.hardware_id = str(engine.device) if engine is not None else ""
@@ -277,26 +278,26 @@ class ClustViTNode(LifecycleNode):
     # Inference thread ------------------------------------------------------------------------
 
     def _warm_up(self) -> None:
-        """Set the thread count and run one blank frame here, before the first camera frame.
+        """Choose the thread count and run one blank frame here, before the first camera frame.
 
         The first frame pays for allocations and kernel selection. Running it on this thread also
         makes it the first to use torch's thread pool, which other threads then share at half speed
         (measured, docs/BENCHMARKS.md), so nothing else in this process should run torch.
         """
-        if self._threads:
-            torch.set_num_threads(self._threads)
+        self._threads.before_frame()
         s = self._settings
         start = time.monotonic()
         blank = np.zeros((*self.engine.input_size, 3), np.uint8)
         self.engine.run(blank, MergeBudget(s.merge_budget, s.merge_bias))
         self.get_logger().info(f"ready: warm-up frame {(time.monotonic() - start) * 1e3:.0f} ms, "
-                               f"{torch.get_num_threads()} inference threads")
+                               f"{self._threads.describe()} inference threads")
 
     def _process_newest(self) -> None:
         """Segment and publish the newest frame, if one is waiting."""
         item, engine, outputs, settings = self._slot.take(), self.engine, self._outputs, self._settings
         if item is None or engine is None or outputs is None or not settings.enabled:
             return
+        self._threads.before_frame()
         try:
             self._process(engine, outputs, *item, settings)
         except (ImageDecodeError, InputRejected) as exc:

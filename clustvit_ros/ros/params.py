@@ -48,10 +48,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("device", "auto", "auto, cpu, cuda or cuda:N; a missing GPU falls back to the CPU with a warning.",
               configure=True),
     ParamSpec("dtype", "fp32", "Activation dtype.", configure=True, choices=DTYPE_NAMES),
-    ParamSpec("threads", 0, "CPU threads for inference (torch intra-op); 0 = torch's default, one per "
-              "core. On a CPU shared with other busy processes use fewer (1 on 2 cores): idle threads "
-              "spin and a busy CPU can make inference many times slower.", configure=True,
-              range=(0, 1024)),
+    ParamSpec("threads", 0, "CPU threads for inference (torch intra-op); 0 = follow the load: one per "
+              "core that other processes leave free, re-decided every 0.5 s (busy cores make waiting "
+              "threads spin against them); N = exactly N.", configure=True, range=(0, 1024)),
     ParamSpec("input_size", [0, 0], "[H, W] the image is resized to for the model; [0, 0] = the model's "
               "training size.", configure=True),
     ParamSpec("resize", "fixed", "fixed: resize to input_size; keep_aspect: short side to min(input_size); "
