@@ -10,8 +10,9 @@ win one of its pixels:
 2. a class that another class beats on every cell of the block is out: the mix keeps that order at
    every pixel. The other classes tried, the *references*, are the floor's class and the winner of
    each cell;
-3. so is a class that some mix ``l * a + (1 - l) * b`` of two references beats on every cell: at
-   every pixel that mix beats it, so ``a`` or ``b`` does (blocks still holding 4 or more classes).
+3. so is a class that some mix ``l * a + (1 - l) * b`` of the floor's class and a cell's winner
+   beats on every cell: at every pixel that mix beats it, so ``a`` or ``b`` does (in blocks still
+   holding 4 or more classes).
 
 A block left with one class takes it everywhere; only the pixels of the other blocks are mixed,
 with their own few classes. Tests 2 and 3 are what keep the work small where neighbouring cells
@@ -127,13 +128,13 @@ def block_argmax(logits: Tensor, rows: AxisMap, cols: AxisMap, max_elements: int
     found = candidates(logits, rows, cols)
     w = logits.shape[-1]
     height, width = len(rows.start), len(cols.start)
-    labels = torch.empty(height + 1, width + 1, dtype=torch.uint8, device=logits.device)
-    labels[:height, :width] = found.floor_class.to(torch.uint8).index_select(0, rows.start).index_select(
-        1, cols.start)
+    labels = torch.empty(height * width + 1, dtype=torch.uint8, device=logits.device)  # + a padding slot
+    image = labels[:-1].view(height, width)
+    torch.index_select(found.floor_class.to(torch.uint8).index_select(1, cols.start), 0, rows.start, out=image)
     for ids, cells, block in _buckets(found):
         (y, x), tile_block = _tiles(rows, cols, block // w, block % w)
         _mix_and_pick(labels, ids[tile_block], cells[tile_block], y, x, rows, cols, max_elements)
-    return labels[:height, :width]
+    return image
 
 
 def candidates(logits: Tensor, rows: AxisMap, cols: AxisMap) -> Candidates:
@@ -174,16 +175,17 @@ def candidates(logits: Tensor, rows: AxisMap, cols: AxisMap) -> Candidates:
 
 
 def _beaten_by_a_mix(values: Tensor, references: Tensor, margin: float) -> Tensor:
-    """(cw, N) values, (cw, R, N) references -> (N,) bool: some mix ``l * a + (1 - l) * b`` of two
-    references (0 <= l <= 1) exceeds the values by more than `margin` on every cell, so at every
-    pixel one of the two does."""
-    a, b = torch.triu_indices(references.shape[1], references.shape[1], 1, device=values.device)
-    d = references[:, a] - references[:, b]                     # needs l * d > e on every cell
-    e = values[:, None] + margin - references[:, b]
+    """(cw, N) values, (cw, 1 + cw, N) references (the floor's class, then each cell's winner) ->
+    (N,) bool: some mix ``l * winner + (1 - l) * floor class`` (0 <= l <= 1) exceeds the values by
+    more than `margin` on every cell, so at every pixel one of the two does. (Mixes of two cell
+    winners removed 0.5 % more classes on the benchmark scenes, for 2.5 times the work.)"""
+    floor = references[:, :1]
+    d = references[:, 1:] - floor                                # needs l * d > e on every cell
+    e = values[:, None] + margin - floor
     ratio = e / torch.where(d == 0, 1.0, d)
-    low = torch.where(d > 0, ratio, torch.where((d == 0) & (e >= 0), torch.inf, -torch.inf)).amax(0).clamp(min=0.0)
-    high = torch.where(d < 0, ratio, torch.inf).amin(0).clamp(max=1.0)
-    return (low < high).any(0)
+    low = torch.where(d > 0, ratio, torch.where((d == 0) & (e >= 0), torch.inf, -torch.inf)).amax(0)
+    high = torch.where(d < 0, ratio, torch.inf).amin(0)
+    return (low.clamp(min=0.0) < high.clamp(max=1.0)).any(0)
 
 
 def _buckets(found: Candidates) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
@@ -214,8 +216,8 @@ def _tiles(rows: AxisMap, cols: AxisMap, bi: Tensor, bj: Tensor) -> tuple[tuple[
 def _mix_and_pick(labels: Tensor, ids: Tensor, cells: Tensor, y: Tensor, x: Tensor, rows: AxisMap,
                   cols: AxisMap, max_elements: int) -> None:
     """Mix each tile's classes ``ids`` (T, K) from their ``cells`` (T, K, wy * wx) at its pixels
-    (rows `y` (T, ny), columns `x` (T, nx)) and write the winners into `labels` (H + 1, W + 1;
-    the last row and column take the padding)."""
+    (rows `y` (T, ny), columns `x` (T, nx); H or W where padded) and write the winners into
+    `labels` (H * W + 1, row-major; the last element takes the padding)."""
     t, k = ids.shape
     ny, nx, wy, wx = y.shape[1], x.shape[1], rows.width, cols.width
     step = max(1, max_elements // (k * ny * nx))
@@ -226,5 +228,7 @@ def _mix_and_pick(labels: Tensor, ids: Tensor, cells: Tensor, y: Tensor, x: Tens
         across = across.view(n, k, wy, nx).permute(0, 2, 3, 1).reshape(n, wy, nx * k)
         values = torch.bmm(rows.weights[ys], across).view(n, ny * nx, k)
         best = ids[s:s + step].gather(1, values.max(2).indices).to(torch.uint8)
-        flat = ys[:, :, None] * labels.shape[1] + xs[:, None, :]
-        labels.view(-1).index_copy_(0, flat.flatten(), best.flatten())
+        height, width = len(rows.start), len(cols.start)
+        inside = (ys < height)[:, :, None] & (xs < width)[:, None, :]
+        flat = torch.where(inside, ys[:, :, None] * width + xs[:, None, :], height * width)
+        labels.index_copy_(0, flat.flatten(), best.flatten())
