@@ -40,6 +40,7 @@ import label_map_timing  # noqa: E402
 import report  # noqa: E402
 from clustvit_ros.data.synthetic import render_scene  # noqa: E402
 from clustvit_ros.model import ClustViT, ClustViTConfig, MergeBudget, save_checkpoint  # noqa: E402
+from clustvit_ros.model.checkpoints import read_metadata  # noqa: E402
 from clustvit_ros.model.configs import HEADS  # noqa: E402
 from clustvit_ros.runtime.engine import Engine  # noqa: E402
 from clustvit_ros.runtime.packaged import default_checkpoint  # noqa: E402
@@ -114,6 +115,35 @@ def measure(seg: Engine, rgb: np.ndarray, settings: list[Setting], warmup: int, 
             s.pre_ms.append(r.preprocess_ms)
             s.post_ms.append(r.postprocess_ms)
             s.gflops, s.kept, s.patches = r.gflops, r.stats.kept_tokens[0], r.stats.patch_tokens
+
+
+def model_checkpoints(args, default: Path | None, tmp: Path) -> list[tuple[str, Path, tuple[int, int], bool]]:
+    """(name, checkpoint, input size, trained) of the random-weight variants (saved into `tmp`) and
+    of the default model, when given."""
+    out = []
+    for variant in args.variants:
+        torch.manual_seed(0)
+        cfg = ClustViTConfig.from_variant(variant, num_classes=args.classes, head=args.head,
+                                          img_size=(args.size, args.size), drop_path=0.0)
+        path = tmp / f"{variant}.safetensors"
+        save_checkpoint(ClustViT(cfg).eval(), path)
+        out.append((LABELS[variant], path, (args.size, args.size), False))
+    if default:
+        cfg, _ = read_metadata(default)
+        out.append((f"default model ({cfg.embed_dim}d × {cfg.depth}, {cfg.num_classes} classes)",
+                    Path(default), tuple(cfg.img_size), True))
+    return out
+
+
+def default_model(args) -> tuple[Path | None, str | None]:
+    """The default model to run (--default-model, else the packaged one), or None and why not."""
+    if args.no_default:
+        return None, None
+    default = Path(args.default_model or default_checkpoint(Path(sys.prefix) / "share" / "clustvit_ros"))
+    if not default.is_file():
+        print(f"note: default model `{default}` does not exist yet", file=sys.stderr)
+        return None, f"`{default}` does not exist yet"
+    return default, None
 
 
 def settings_for(budgets: list[float], bias: float, trained: bool) -> list[Setting]:
@@ -260,29 +290,11 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = [("cpu", d) for d in args.cpu_dtypes]
-    default = args.default_model or default_checkpoint(Path(sys.prefix) / "share" / "clustvit_ros")
-    missing = None
-    if args.no_default:
-        default = None
-    elif not Path(default).is_file():
-        missing, default = f"`{default}` does not exist yet", None
-        print(f"note: default model {missing}", file=sys.stderr)
+    default, missing = default_model(args)
 
     groups: dict[tuple[str, str], list[ModelRun]] = {}
     with tempfile.TemporaryDirectory(prefix="bench_model_") as tmp:
-        checkpoints = []
-        for variant in args.variants:
-            torch.manual_seed(0)
-            cfg = ClustViTConfig.from_variant(variant, num_classes=args.classes, head=args.head,
-                                              img_size=(args.size, args.size), drop_path=0.0)
-            path = Path(tmp) / f"{variant}.safetensors"
-            save_checkpoint(ClustViT(cfg).eval(), path)
-            checkpoints.append((LABELS[variant], path, (args.size, args.size), False))
-        if default:
-            from clustvit_ros.model.checkpoints import read_metadata
-            cfg, _ = read_metadata(default)
-            checkpoints.append((f"default model ({cfg.embed_dim}d × {cfg.depth}, {cfg.num_classes} classes)",
-                                Path(default), tuple(cfg.img_size), True))
+        checkpoints = model_checkpoints(args, default, Path(tmp))
         for device, dtype in devices:
             for name, path, size, trained in checkpoints:
                 groups.setdefault((device, dtype), []).append(

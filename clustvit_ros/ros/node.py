@@ -80,7 +80,8 @@ class ClustViTNode(Node):
         try:
             self.engine = Engine(checkpoint, device=p["device"], dtype=p["dtype"],
                                  input_size=tuple(p["input_size"]) if p["input_size"][0] else None,
-                                 resize=p["resize"], labels_file=p["labels_file"] or None)
+                                 resize=p["resize"], labels_file=p["labels_file"] or None,
+                                 cuda_graphs=p["cuda_graphs"])
         except (OSError, ValueError) as exc:
             raise StartupError(str(exc)) from exc
         for warning in self.engine.warnings:

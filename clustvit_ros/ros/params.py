@@ -44,6 +44,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "synthetic: synthetic robot scenes) or a .safetensors path; empty = camvid."),
     ParamSpec("device", "auto", "auto, cpu, cuda or cuda:N; a missing GPU falls back to the CPU with a warning."),
     ParamSpec("dtype", "fp32", "Activation dtype.", choices=DTYPE_NAMES),
+    ParamSpec("cuda_graphs", False, "GPU only: run the transformer blocks as CUDA graphs captured per "
+              "token-count bucket (the first frame in a new bucket captures one). Off by default: not "
+              "yet measured on a GPU (make bench-gpu)."),
     ParamSpec("threads", 0, "CPU threads for inference (torch intra-op); 0 = torch's default, one per "
               "core. On a CPU shared with other busy processes use fewer (1 on 2 cores): idle threads "
               "spin and a busy CPU can make inference many times slower.", range=(0, 1024)),
