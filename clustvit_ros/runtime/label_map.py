@@ -3,8 +3,8 @@
 This runs on every frame and does not shrink with token merging, so it is kept cheap three ways:
 
 - on the CPU, from :data:`BLOCKS_FROM_VALUES` class x pixel values on, each block of pixels mixes
-  only the classes that can win one of them (:mod:`.block_argmax`, exact): with 150 classes most
-  blocks keep one class, the others a few, also where merging put steps into the logits;
+  only the classes that can win one of them (:mod:`.block_argmax`, exact): with 150 classes a block
+  keeps one class or a handful, also where merging put steps into the logits;
 - otherwise all classes are upsampled, in bounded chunks with a running max, so C x H x W is never
   allocated at once (150 classes at 720p would be 550 MB in fp32). On a GPU this is the path at
   every class count: there the full upsample is cheap, and it needs no host synchronisation;
