@@ -37,7 +37,10 @@ help:
 	@echo "make setup   only set up .venv (dependencies, message build, package install, and the"
 	@echo "             ROS 2 CLI/launch tools from ROS2_CLI_KIT=$(ROS2_CLI_KIT) when it exists)"
 	@echo "make clean   remove build/ and .venv/"
+	@echo "make demo    the node on a demo camera for ~20 s with a live merge-budget change -> out/"
 	@echo "make bench   model- and node-level benchmarks -> docs/BENCHMARKS.md (+ PNGs)"
+	@echo "make bench-gpu  on a machine with CUDA (< 5 min): ViT-T/S/B + default model, dense vs ClustViT,"
+	@echo "             fp32/fp16/bf16, with and without CUDA graphs, label checks -> docs/BENCHMARKS.md"
 	@echo "make soak    10,000 frames through the node; memory/threads/fds/stamp age -> docs/BENCHMARKS.md"
 
 test: setup
@@ -90,13 +93,19 @@ BENCH_DOC ?= docs/BENCHMARKS.md
 BENCH_MODEL_ARGS ?=
 BENCH_NODE_ARGS ?=
 BENCH_CONTENTION_ARGS ?=
+BENCH_GPU_ARGS ?=
 SOAK_ARGS ?=
-.PHONY: bench soak
+.PHONY: bench bench-gpu soak
 bench: setup
 	$(VPY) benchmarks/bench_model.py --doc $(BENCH_DOC) $(BENCH_MODEL_ARGS)
 	FASTDDS_DEFAULT_PROFILES_FILE=$(CURDIR)/config/fastdds.xml \
 	  $(VPY) benchmarks/bench_node.py --doc $(BENCH_DOC) $(BENCH_NODE_ARGS)
 	$(VPY) benchmarks/bench_contention.py --doc $(BENCH_DOC) $(BENCH_CONTENTION_ARGS)
+
+# `make bench-gpu`: on a machine with CUDA and a CUDA build of torch in .venv (README, GPU), the GPU
+# section of docs/BENCHMARKS.md in under 5 minutes (benchmarks/bench_gpu.py; exits 2 without CUDA).
+bench-gpu: setup
+	$(VPY) benchmarks/bench_gpu.py --doc $(BENCH_DOC) $(BENCH_GPU_ARGS)
 
 soak: setup
 	FASTDDS_DEFAULT_PROFILES_FILE=$(CURDIR)/config/fastdds.xml \

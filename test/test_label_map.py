@@ -1,4 +1,4 @@
-"""Patch logits -> label map: class pruning and chunking must give exactly the full argmax."""
+"""Patch logits -> label map: deciding block by block and chunking must give exactly the full argmax."""
 from __future__ import annotations
 
 import pytest
@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clustvit_ros.runtime.label_map import upsample_argmax, winnable_classes
+from clustvit_ros.runtime.block_argmax import axis_maps, candidates
+from clustvit_ros.runtime.label_map import upsample_argmax
 
 
 def full_scores(logits, padded, model, image):
@@ -54,7 +55,7 @@ def test_chunked_upsample_argmax_equals_the_full_argmax(padded, model, image):
        image=st.tuples(st.integers(1, 70), st.integers(1, 70)), classes=st.integers(2, 40),
        spread=st.sampled_from([0.0, 0.5, 4.0]), integer=st.booleans(), seed=st.integers(0, 2**31 - 1),
        chunk=st.integers(1, 9))
-def test_pruned_labels_equal_the_full_argmax(grid, crop, image, classes, spread, integer, seed, chunk):
+def test_labels_by_blocks_equal_the_full_argmax(grid, crop, image, classes, spread, integer, seed, chunk):
     """Scenes where a few classes dominate (pruning bites), near-ties and exact ties (integer logits)."""
     generator = torch.Generator().manual_seed(seed)
     logits = torch.randn(1, classes, *grid, generator=generator)
@@ -64,21 +65,44 @@ def test_pruned_labels_equal_the_full_argmax(grid, crop, image, classes, spread,
     padded = (grid[0] * 16, grid[1] * 16)
     model = (padded[0] - min(crop[0], padded[0] - 1), padded[1] - min(crop[1], padded[1] - 1))
     labels = upsample_argmax(logits, padded, model, image, max_elements=chunk * image[0] * image[1],
-                             prune_from=2)
+                             blocks_from=0)
     assert_argmax_up_to_rounding(labels, logits, padded, model, image)
 
 
-def test_classes_that_cannot_win_are_pruned_and_a_local_winner_is_kept():
+def block_classes(logits, padded, model, image):
+    """{block (i, j): its candidate classes} for the blocks left with more than one."""
+    w = logits.shape[-1]
+    found = candidates(logits, *axis_maps(logits.shape[-2:], padded, model, image))
+    out = {}
+    for cls, block in zip(found.cls.tolist(), found.block.tolist()):
+        out.setdefault(divmod(block, w), []).append(cls)
+    return out
+
+
+def test_classes_that_cannot_win_are_dropped_per_block_and_local_winners_are_kept():
     logits = torch.zeros(1, 5, 4, 4)
     logits[0, 0] = 5.0                # wins almost everywhere
-    logits[0, 1] = -3.0               # never close: pruned
-    logits[0, 2, 2, 2] = 9.0          # wins around one cell only: kept
-    logits[0, 3] = 4.0                # second everywhere, never first: pruned
-    logits[0, 4, 0, 0] = 5.0          # ties class 0 at one cell: a tie could matter, kept
-    assert winnable_classes(logits, window=2).tolist() == [0, 2, 4]
-    labels = upsample_argmax(logits, (64, 64), (64, 64), (64, 64), prune_from=2)
+    logits[0, 1] = -3.0               # never close: dropped
+    logits[0, 2, 2, 2] = 9.0          # wins around one cell only: kept in the 4 blocks that mix it
+    logits[0, 3] = 4.0                # second everywhere, never first: dropped
+    logits[0, 4, 0, 0] = 5.0          # ties class 0 at one cell: a tie could matter, kept there
+    size = (64, 64)
+    assert block_classes(logits, size, size, size) == {(0, 0): [0, 4], (1, 1): [0, 2], (1, 2): [0, 2],
+                                                       (2, 1): [0, 2], (2, 2): [0, 2]}
+    labels = upsample_argmax(logits, size, size, size, blocks_from=0)
     assert set(labels.unique().tolist()) == {0, 2}
-    assert torch.equal(labels, full_argmax(logits, (64, 64), (64, 64), (64, 64)))
+    assert torch.equal(labels, full_argmax(logits, size, size, size))
+
+
+def test_a_class_beaten_on_every_cell_of_a_block_is_dropped_there_even_above_the_floor():
+    """A step between two cells (as merging makes): class 2 is above the block's floor but class
+    0 beats it on both cells, so it cannot win between them; class 1 can, and is kept."""
+    logits = torch.tensor([[4.0, 0.0], [0.0, 4.0], [3.5, -1.0], [2.5, 2.5]]).view(1, 4, 1, 2)
+    size = (16, 32)
+    assert block_classes(logits, size, size, size) == {(0, 0): [0, 1, 3]}
+    labels = upsample_argmax(logits, size, size, size, blocks_from=0)
+    assert torch.equal(labels, full_argmax(logits, size, size, size))
+    assert 3 in labels.unique().tolist()  # the class second on both cells wins in the middle
 
 
 def test_a_class_that_wins_only_after_two_resamplings_is_kept():
@@ -89,18 +113,37 @@ def test_a_class_that_wins_only_after_two_resamplings_is_kept():
     """
     logits = torch.tensor([[1.0, 1.0, -1e4], [0.0, 0.0, 0.0], [-1e4, 1.0, 1.0]]).view(1, 3, 1, 3)
     padded, model, image = (16, 48), (16, 33), (1, 9)
-    assert winnable_classes(logits, window=2).tolist() == [0, 2]  # what a 2x2 test would keep
-    labels = upsample_argmax(logits, padded, model, image, prune_from=2)
+    assert axis_maps((1, 3), padded, model, image)[1].width == 3  # two resamplings mix three cells
+    assert 1 in block_classes(logits, padded, model, image)[(0, 0)]
+    labels = upsample_argmax(logits, padded, model, image, blocks_from=0)
     assert labels.tolist() == [[0, 0, 0, 0, 0, 0, 1, 2, 2]]
     assert torch.equal(labels, full_argmax(logits, padded, model, image))
 
 
-def test_bfloat16_logits_are_pruned_with_a_wider_rounding_margin():
+def test_steps_in_the_logits_leave_few_classes_per_block_and_the_full_argmax():
+    """Merged and kept tokens side by side: neighbouring cells with unrelated logits (150
+    classes). Each block keeps a handful of its classes, far from all that a cell-wise bound lets
+    through, and the labels are the full argmax's."""
+    generator = torch.Generator().manual_seed(4)
+    a, b = torch.randn(150, generator=generator), torch.randn(150, generator=generator)
+    grid = torch.rand(12, 12, generator=generator) < 0.5
+    logits = torch.where(grid, a[:, None, None], b[:, None, None])[None]
+    logits = logits + 0.05 * torch.randn(logits.shape, generator=generator)
+    size = (192, 192)
+    per_block = block_classes(logits, size, size, size)
+    assert per_block and max(len(v) for v in per_block.values()) <= 12
+    labels = upsample_argmax(logits, size, size, size)
+    assert torch.equal(labels, full_argmax(logits, size, size, size))
+
+
+@pytest.mark.parametrize("blocks_from", [0, None])
+def test_bfloat16_logits_are_interpolated_in_float32(blocks_from):
+    """Interpolated in bf16, values round into ties; the label map upsamples the same logits in float32."""
     torch.manual_seed(1)
     logits = (torch.randn(1, 60, 8, 8) + 3 * torch.randn(1, 60, 1, 1)).to(torch.bfloat16)
-    labels = upsample_argmax(logits, (128, 128), (128, 128), (96, 160))
-    assert torch.equal(labels, full_argmax(logits, (128, 128), (128, 128), (96, 160)))
-    assert len(winnable_classes(logits, window=2)) < 60
+    labels = upsample_argmax(logits, (128, 128), (128, 128), (96, 160), blocks_from=blocks_from)
+    assert torch.equal(labels, full_argmax(logits.float(), (128, 128), (128, 128), (96, 160)))
+    assert not torch.equal(labels, full_argmax(logits, (128, 128), (128, 128), (96, 160)))
 
 
 def test_above_the_label_map_limit_per_class_work_stays_at_the_limit(monkeypatch):

@@ -27,3 +27,10 @@ def test_a_missing_system_tool_is_named(tmp_path, missing):
 def test_all_tools_present_passes_the_check():
     result = subprocess.run(["make", "-s", "check-tools"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_help_names_every_benchmark_target():
+    result = subprocess.run(["make", "-s", "help"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0
+    for target in ("make bench ", "make bench-gpu", "make soak", "make demo"):
+        assert target in result.stdout, target

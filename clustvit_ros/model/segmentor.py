@@ -7,7 +7,7 @@ tokens: they count in P and in the GFLOPs, and can merge like any other.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from torch import Tensor, nn
 
@@ -52,6 +52,11 @@ class Features(NamedTuple):
     stats: TokenStats
 
 
+BlockRunner = Callable[[Tensor, "Tensor | None", range, bool], Tensor]
+"""Runs ``blocks`` (a range of block indices) on (B, N, D) tokens with an optional (B, N) key mask;
+the bool is True for a merged sequence, whose length N changes from frame to frame."""
+
+
 class SegOutput(NamedTuple):
     """``logits`` (B, C, H, W) at input size; ``cluster_logits`` (B, P, k+1) or None if not run."""
 
@@ -87,28 +92,40 @@ class ClustViT(nn.Module):
         """(B, 3, H, W) RGB in 0..255 (any real dtype) -> normalised float input for ``forward``."""
         return Normalize(self.config, rgb.device)(rgb)
 
-    def forward_features(self, images: Tensor, budget: MergeBudget | None = None) -> Features:
-        """Encoder only; H and W must be multiples of the patch size (``forward`` pads)."""
+    def forward_features(self, images: Tensor, budget: MergeBudget | None = None,
+                         blocks: BlockRunner | None = None) -> Features:
+        """Encoder only; H and W must be multiples of the patch size (``forward`` pads).
+
+        ``blocks`` runs the transformer blocks (default :meth:`run_blocks`): the runtime passes one
+        that replays captured CUDA graphs.
+        """
         ps = self.config.patch_size
         if images.shape[-2] % ps or images.shape[-1] % ps:
             raise ValueError(f"forward_features needs H, W multiples of {ps}, got "
                              f"{tuple(images.shape[-2:])}; use forward() to pad")
         budget = budget or MergeBudget()
+        run = blocks or self.run_blocks
         x, grid = self.encoder.embed(images)
         run_cluster = self.cluster is not None and budget.cap(grid[0] * grid[1]) > 0
-        logits = plan = key_valid = None
-        for i, block in enumerate(self.encoder.blocks):
-            if run_cluster and i == self.config.ip:
-                logits = self.cluster(x[:, 1:])
-                merged = merge(x, *decide(logits, budget), self.config.k)
-                if merged is not None:
-                    x, plan = merged
-                    key_valid = plan.key_valid
-            x = block(x, key_valid)
+        depth, ip = self.config.depth, self.config.ip if run_cluster else self.config.depth
+        logits = plan = None
+        x = run(x, None, range(0, ip), False)
+        if run_cluster:
+            logits = self.cluster(x[:, 1:])
+            merged = merge(x, *decide(logits, budget), self.config.k)
+            if merged is not None:
+                x, plan = merged
+            x = run(x, plan.key_valid if plan else None, range(ip, depth), plan is not None)
         if plan is not None:
             x = plan.unmerge(x, self.regenerator)
         x = self.encoder.norm(x)
         return Features(x[:, 1:], grid, logits, self._stats(plan, x.shape[0], grid, run_cluster))
+
+    def run_blocks(self, x: Tensor, key_valid: Tensor | None, blocks: range, merged: bool = False) -> Tensor:
+        """The encoder blocks in `blocks` on (B, N, D) tokens (:data:`BlockRunner`)."""
+        for i in blocks:
+            x = self.encoder.blocks[i](x, key_valid)
+        return x
 
     def forward_head(self, tokens: Tensor, grid: tuple[int, int]) -> Tensor:
         """(B, P, D) patch tokens -> (B, C, h, w) patch-level logits."""

@@ -134,7 +134,8 @@ class ClustViTNode(LifecycleNode):
             checkpoint = resolve_checkpoint(p["checkpoint"], *share_dirs())
             engine = Engine(checkpoint, device=p["device"], dtype=p["dtype"],
                             input_size=tuple(p["input_size"]) if p["input_size"][0] else None,
-                            resize=p["resize"], labels_file=p["labels_file"] or None)
+                            resize=p["resize"], labels_file=p["labels_file"] or None,
+                            cuda_graphs=p["cuda_graphs"])
         except (OSError, ValueError) as exc:  # missing, corrupt or inconsistent model or labels
             return self._failed("configure", str(exc))
         except Exception as exc:  # anything else the load raises (a CUDA error, ...) fails it too

@@ -48,6 +48,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("device", "auto", "auto, cpu, cuda or cuda:N; a missing GPU falls back to the CPU with a warning.",
               configure=True),
     ParamSpec("dtype", "fp32", "Activation dtype.", configure=True, choices=DTYPE_NAMES),
+    ParamSpec("cuda_graphs", False, "GPU only: run the transformer blocks as CUDA graphs captured per "
+              "token-count bucket (the first frame in a new bucket captures one). Off by default: not "
+              "yet measured on a GPU (make bench-gpu).", configure=True),
     ParamSpec("threads", 0, "CPU threads for inference (torch intra-op); 0 = follow the load: one per "
               "core that other processes leave free, re-decided every 0.5 s (busy cores make waiting "
               "threads spin against them); N = exactly N.", configure=True, range=(0, 1024)),

@@ -21,6 +21,7 @@ from ..model.checkpoints import load_checkpoint
 from ..model.flops import dense_gflops, frame_gflops
 from ..model.pixels import Normalize
 from ..model.segmentor import TokenStats
+from .block_graphs import BlockGraphs
 from .choices import RESIZE_POLICIES
 from .device import resolve_device, resolve_dtype
 from .label_map import upsample_argmax
@@ -82,11 +83,15 @@ def check_model_input(size: tuple[int, int], what: str) -> None:
 
 
 class Engine:
-    """A checkpoint loaded on a device, ready to segment RGB frames one at a time."""
+    """A checkpoint loaded on a device, ready to segment RGB frames one at a time.
+
+    ``cuda_graphs``: on a GPU, run the transformer blocks as captured CUDA graphs, one per
+    token-count bucket (:mod:`.block_graphs`); elsewhere it is ignored with a warning.
+    """
 
     def __init__(self, checkpoint: str | Path, device: str = "auto", dtype: str = "fp32",
                  input_size: tuple[int, int] | None = None, resize: str = "fixed",
-                 labels_file: str | Path | None = None):
+                 labels_file: str | Path | None = None, cuda_graphs: bool = False):
         self.device, self.warnings = resolve_device(device)
         self.dtype, dtype_warnings = resolve_dtype(dtype, self.device)
         self.warnings += dtype_warnings
@@ -102,6 +107,11 @@ class Engine:
                         ClassInfo(self.checkpoint.stem, self.config.class_names, np.array(self.config.palette)))
         self._normalize = Normalize(self.config, self.device)
         self._dense_gflops: dict[tuple[int, int], float] = {}
+        self.blocks = None
+        if cuda_graphs and self.device.type == "cuda":
+            self.blocks = BlockGraphs(self.model, capture=True)
+        elif cuda_graphs:
+            self.warnings.append("cuda_graphs needs a CUDA device: running the blocks without graphs")
 
     @torch.inference_mode()
     def run(self, rgb: np.ndarray, budget: MergeBudget = MergeBudget()) -> Result:
@@ -114,7 +124,7 @@ class Engine:
         clock.mark()
         x = self.model.pad_to_patches(self._preprocess(rgb, size))
         clock.mark()
-        feats = self.model.forward_features(x, budget)
+        feats = self.model.forward_features(x, budget, self.blocks)
         patch_logits = self.model.forward_head(feats.tokens, feats.grid)
         clock.mark()
         labels = upsample_argmax(patch_logits, tuple(x.shape[-2:]), size, image_hw).cpu().numpy()

@@ -1,18 +1,22 @@
 """Patch-level class logits -> a label map at the image's resolution (bilinear upsample + argmax).
 
-This runs on every frame and does not shrink with token merging, so it is kept cheap three ways.
-The first two are exact (the labels equal a plain full-resolution argmax; at a tie to within float
-rounding either class may win, as in the reference, whose kernel rounds differently per channel
-count):
+This runs on every frame and does not shrink with token merging, so it is kept cheap three ways:
 
-- classes that cannot win any pixel are dropped before upsampling (`winnable_classes`): with 150
-  classes 4-8 stayed in play on the benchmark scenes (more where logits are nearly tied);
-- the remaining classes are upsampled in bounded chunks with a running max, so C x H x W is never
-  allocated at once (150 classes at 720p would be 550 MB in fp32);
+- on the CPU, from :data:`BLOCKS_FROM_VALUES` class x pixel values on, each block of pixels mixes
+  only the classes that can win one of them (:mod:`.block_argmax`, exact): with 150 classes a block
+  keeps one class or a handful, also where merging put steps into the logits;
+- otherwise all classes are upsampled, in bounded chunks with a running max, so C x H x W is never
+  allocated at once (150 classes at 720p would be 550 MB in fp32). On a GPU this is the path at
+  every class count: there the full upsample is cheap, and it needs no host synchronisation;
 - an image above `LABEL_MAP_PIXELS` (1080p fits) gets the exact label map of the largest size
   within that limit (or the model input's, if larger), same aspect, enlarged by nearest neighbour:
   the per-class work stays at the limit whatever the camera, each camera pixel costs one look-up,
   and class boundaries move by less than the enlargement factor (2.5 px for 12.6 MP).
+
+The first two give the labels of a plain full-resolution argmax; at a tie to within float rounding
+either class may win, as in the reference, whose kernel rounds differently per channel count.
+Logits of a bf16/fp16 model are interpolated in float32: interpolated in their own dtype, nearby
+classes would round into ties (and the CPU's bf16 kernel rounds each product).
 """
 from __future__ import annotations
 
@@ -20,69 +24,50 @@ import math
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 
 from ..model.pixels import logits_to_pixels
+from .block_argmax import axis_maps, block_argmax
 
-ROUNDING_SLACK = 16  # in units of the dtype's epsilon, relative to the largest logit magnitude
-# Below this many classes the check costs more than it saves (the default model's 8 classes: 7.7
-# kept on average over synthetic scenes, +0.14 ms at 640x480 on 2 CPU cores).
-PRUNE_FROM_CLASSES = 17
+# Below this many class x pixel values the blocks cost more than they save (2 CPU cores: the synthetic
+# model's 8 classes at 256 x 256 took 0.9 ms every class and 1.5 ms by blocks; CamVid's 11 at
+# 368 x 480 3.1 and 1.9 ms, at 640 x 480 5.2 and 4.4 ms).
+BLOCKS_FROM_VALUES = 1 << 20
 LABEL_MAP_PIXELS = 1 << 21  # 2.1 MP: the largest label map computed per class (1920x1080 fits)
-
-
-def winnable_classes(patch_logits: torch.Tensor, window: int) -> torch.Tensor:
-    """Ids of the classes that can be the argmax of some output pixel, ascending.
-
-    Bilinear interpolation (align_corners=False, no antialias) makes each output value a convex
-    mix of the class's values on 2x2 neighbouring cells; resampling twice (pad, crop, resize)
-    mixes at most 3x3. Within every `window` x `window` block of cells the class with the largest
-    minimum is worth at least that minimum at every pixel mixed from the block, so a class whose
-    maximum there is below it cannot win any such pixel. A class is kept when it reaches that
-    floor in at least one block, less a margin for the rounding of the interpolation itself.
-    """
-    x = patch_logits.float()
-    x = F.pad(x, (0, window - 1, 0, window - 1), mode="replicate")  # edge blocks hold fewer cells
-    high = F.max_pool2d(x, window, stride=1)
-    low = -F.max_pool2d(-x, window, stride=1)
-    floor = low.amax(dim=1, keepdim=True)
-    margin = ROUNDING_SLACK * torch.finfo(patch_logits.dtype).eps * (1.0 + x.abs().amax())
-    return (high >= floor - margin).flatten(2).any(dim=2)[0].nonzero().flatten()
 
 
 def upsample_argmax(patch_logits: torch.Tensor, padded_hw: tuple[int, int], model_hw: tuple[int, int],
                     image_hw: tuple[int, int], max_elements: int = 1 << 24,
-                    prune_from: int | None = PRUNE_FROM_CLASSES) -> torch.Tensor:
+                    blocks_from: int | None = BLOCKS_FROM_VALUES) -> torch.Tensor:
     """Class ids (H, W) uint8 at the image's resolution from (1, C, h, w) patch-level logits.
 
     The logits are mapped onto the image by :func:`~clustvit_ros.model.pixels.logits_to_pixels`
     (bilinear to the padded model input, cropped, resized to the image). Bilinear interpolation
     acts on each class separately, so classes are processed in chunks of at most `max_elements`
-    output values with a running max; ties keep the lower class id, as argmax does. Classes are
-    pruned first when there are at least `prune_from` (None: never, the benchmarks' reference).
+    output values with a running max; ties keep the lower class id, as argmax does. On the CPU,
+    from `blocks_from` class x pixel values on (None: never, the benchmarks' reference), each block
+    of pixels mixes only the classes that can win it instead (:mod:`.block_argmax`). In float32.
     Above `LABEL_MAP_PIXELS` (or the model input's size, if larger) the label map is made at that
     size and enlarged (see the module docstring).
     """
+    patch_logits = patch_logits.float()
     limit = max(LABEL_MAP_PIXELS, model_hw[0] * model_hw[1])
     h, w = image_hw
     if h * w <= limit:
-        return _exact(patch_logits, padded_hw, model_hw, image_hw, max_elements, prune_from)
+        return _exact(patch_logits, padded_hw, model_hw, image_hw, max_elements, blocks_from)
     small_h = max(1, math.floor(h * math.sqrt(limit / (h * w))))
     small_w = max(1, min(w, limit // small_h))
-    labels = _exact(patch_logits, padded_hw, model_hw, (small_h, small_w), max_elements, prune_from)
+    labels = _exact(patch_logits, padded_hw, model_hw, (small_h, small_w), max_elements, blocks_from)
     return _enlarge(labels, image_hw)
 
 
 def _exact(patch_logits: torch.Tensor, padded_hw: tuple[int, int], model_hw: tuple[int, int],
-           image_hw: tuple[int, int], max_elements: int, prune_from: int | None) -> torch.Tensor:
-    """The argmax of every pixel at `image_hw`: pruned classes, chunked running max."""
+           image_hw: tuple[int, int], max_elements: int, blocks_from: int | None) -> torch.Tensor:
+    """The argmax of every pixel at `image_hw`: block by block, or every class in chunks."""
+    classes, h, w = patch_logits.shape[1:]
+    if (blocks_from is not None and classes * image_hw[0] * image_hw[1] >= blocks_from
+            and patch_logits.device.type == "cpu"):
+        return block_argmax(patch_logits, *axis_maps((h, w), padded_hw, model_hw, image_hw), max_elements)
     up = partial(logits_to_pixels, padded_hw=padded_hw, input_hw=model_hw, out_hw=image_hw)
-    class_ids = None
-    if prune_from is not None and patch_logits.shape[1] >= prune_from:
-        kept = winnable_classes(patch_logits, window=2 if padded_hw == model_hw else 3)
-        if len(kept) < patch_logits.shape[1]:
-            class_ids, patch_logits = kept, patch_logits.index_select(1, kept)
-    classes = patch_logits.shape[1]
     step = max(1, max_elements // (image_hw[0] * image_hw[1]))
     best_value, best = up(patch_logits[:, :step]).max(dim=1)
     for start in range(step, classes, step):
@@ -90,8 +75,6 @@ def _exact(patch_logits: torch.Tensor, padded_hw: tuple[int, int], model_hw: tup
         better = value > best_value  # strict: ties keep the lower class id
         best_value = torch.where(better, value, best_value)
         best = torch.where(better, index + start, best)
-    if class_ids is not None:
-        best = class_ids[best]
     return best[0].to(torch.uint8)
 
 
