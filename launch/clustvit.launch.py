@@ -120,8 +120,8 @@ def generate_launch_description():
         ('device', '', 'auto, cpu, cuda or cuda:N; empty = the params file'),
         ('dtype', '', 'fp32, fp16 or bf16; empty = the params file'),
         ('compressed', '', 'true: segment <camera_topic>/compressed (JPEG/PNG); empty = the params file'),
-        ('threads', '', 'CPU inference threads; empty = the params file (1 per node when several nodes '
-         'share a small CPU)'),
+        ('threads', '', 'CPU inference threads; empty = the params file (0: one per core the other '
+         'processes leave free)'),
         ('use_sim_time', 'false', 'Use /clock (bag replay with --clock)'),
         ('autostart', 'true', 'Configure and activate the node at start-up; false: it starts unconfigured '
          'and waits for `ros2 lifecycle set` or a lifecycle manager'),

@@ -5,9 +5,9 @@
     ros2 param set /rear/clustvit merge_budget 1.0     # each node has its own live budget
 
 Each node loads its own copy of the model (memory and compute add up); give them different
-merge budgets to spend less on the less important view. Each node runs inference on `threads`
-CPU threads (default 1), so that two nodes do not fight over a small CPU: with torch's default of
-one thread per core each, two nodes on 2 cores ran at 2-5 fps instead of 29.
+merge budgets to spend less on the less important view. Each node chooses its inference thread count
+from the load it sees (the `threads` parameter's default, 0: one thread per core the other processes
+leave free), so the two share a small CPU without a setting; `threads:=N` fixes N per node.
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, GroupAction, IncludeLaunchDescription
@@ -25,8 +25,9 @@ def generate_launch_description():
         DeclareLaunchArgument('params_file', default_value=PathJoinSubstitution([share, 'config', 'clustvit.yaml']),
                               description='Parameters of both nodes'),
         DeclareLaunchArgument('rviz', default_value='false', description='One rviz2 per camera'),
-        DeclareLaunchArgument('threads', default_value='1',
-                              description='CPU inference threads of each node (empty: params file)'),
+        DeclareLaunchArgument('threads', default_value='',
+                              description='CPU inference threads of each node (empty: params file, '
+                                          'whose 0 follows the load)'),
         DeclareLaunchArgument('autostart', default_value='true',
                               description='Configure and activate both nodes at start-up; false: they start '
                                           'unconfigured (ros2 lifecycle set /front/clustvit configure)'),

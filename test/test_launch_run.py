@@ -68,8 +68,8 @@ CASES = {
     "two_cameras.launch.py": Case(
         {"front_topic": "/front/image_raw", "rear_topic": "/rear/image_raw", "rear_merge_budget": "0.5"},
         {"/front/clustvit": "/front/image_raw", "/rear/clustvit": "/rear/image_raw"},
-        {"/front/clustvit": {"threads": 1, "merge_budget": 1.0},
-         "/rear/clustvit": {"threads": 1, "merge_budget": 0.5}}),
+        {"/front/clustvit": {"threads": 0, "merge_budget": 1.0},
+         "/rear/clustvit": {"threads": 0, "merge_budget": 0.5}}),
 }
 
 
