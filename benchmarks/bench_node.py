@@ -91,7 +91,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=15.0, help="seconds measured per cell (default 15)")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds after the first frame, not measured")
     p.add_argument("--merge-budget", type=float, default=1.0, help="node merge_budget (default 1)")
-    p.add_argument("--threads", type=int, default=0, help="node threads parameter (default 0: torch's default)")
+    p.add_argument("--threads", type=int, default=0, help="node threads parameter (default 0: follow the load)")
     p.add_argument("--doc", type=Path, help="update this markdown file's node section (+ PNG beside it)")
     p.add_argument("--logs", type=Path, help="folder for the node processes' output (default: temporary)")
     return p.parse_args(argv)
@@ -134,19 +134,18 @@ def engine_alone(cell: Cell, merge_budget: float, threads: int, iters: int = 20)
 
 def engine_alone_here(checkpoint: str, width: int, height: int, merge_budget: float, threads: int,
                       iters: int) -> list[float]:
-    import torch
-
     from clustvit_ros.model import MergeBudget
     from clustvit_ros.ros.image_codec import to_rgb8
     from clustvit_ros.runtime.engine import Engine
+    from clustvit_ros.runtime.threads import InferenceThreads
 
-    if threads:
-        torch.set_num_threads(threads)
+    policy = InferenceThreads(threads)  # as the node chooses them
     seg = Engine(checkpoint)
     rgbs = [to_rgb8(f) for f in rosbench.camera_frames(width, height)]
     budget = MergeBudget(merge_budget)
     out = []
     for i in range(3 + iters):
+        policy.before_frame()
         r = seg.run(rgbs[i % len(rgbs)], budget)
         if i >= 3:
             out.append(r.preprocess_ms + r.inference_ms + r.postprocess_ms)
@@ -359,7 +358,7 @@ def section(results: list[CellResult], models: str, notes: list[str], args,
            f"Camera: rgb8 synthetic robot scenes at {args.rate:g} Hz (reliable, depth 1), stamped with the "
            "wall clock at publish time. Node: default parameters (best-effort input, depth 1, newest-frame "
            f"slot, resize `fixed` to the model's size), merge_budget {args.merge_budget:g}, "
-           f"threads {args.threads or 'default (the intra-op threads above)'}, a subscriber on "
+           f"threads {args.threads or '0 (following the load)'}, a subscriber on "
            "~/mask and ~/stats (no colour mask or overlay subscribers: those are lazy). *1 process*: node, "
            "camera thread and receiver in one fresh process per cell, node + receiver on one "
            "SingleThreadedExecutor thread. *2 processes*: the node's own `main()` in a second process, over loopback. "

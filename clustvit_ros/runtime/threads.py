@@ -2,11 +2,11 @@
 
 Torch's OpenMP threads wait for each other at the end of every parallel region by spinning. On a
 CPU that other processes also use, the kernel deschedules one of them and the others spin through
-their time slices waiting for it: beside one CPU-bound process on 2 cores a 2-thread forward was
-2.2x slower at p50 and 13x at p95 (docs/BENCHMARKS.md, "Contention"). One thread per free core
-avoids the wait; on an idle machine all cores are faster. `InferenceThreads` measures, between
-frames, how much CPU the other processes took on the cores this process may use, and sets torch's
-intra-op thread count to the cores they leave free.
+their time slices waiting for it: beside one busy process on 2 cores the default model with 2
+threads was 2.1x slower at p50 and 5.3x at p95, ViT-S 512 beside a torch loop 13x (README,
+"Performance on a shared CPU"). One thread per free core avoids the wait; idle, all cores are
+faster. `InferenceThreads` measures, between frames, how much CPU the other processes took on the
+cores this process may use, and sets torch's intra-op thread count to the cores they leave free.
 """
 from __future__ import annotations
 
