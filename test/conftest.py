@@ -8,6 +8,7 @@ see each other. Child processes started by tests inherit these variables.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -20,6 +21,11 @@ os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fa
 if not os.environ.get("AMENT_PREFIX_PATH"):
     os.environ["AMENT_PREFIX_PATH"] = sys.prefix
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
+# A shell that starts the tests in the background (`make test &` in a script) ignores SIGINT, and
+# every child would inherit that: `ros2 launch`/`ros2 topic echo` would then ignore the Ctrl-C the
+# tests deliver. A Python handler here is reset to the default in each child at exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import pytest  # noqa: E402
 
