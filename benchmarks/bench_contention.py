@@ -251,7 +251,7 @@ def targets(model: Model, cells: dict[tuple[str, str], Cell], idle: Cell) -> lis
             report.table(["target", "needs", "measured", ""], rows), ""]
 
 
-def section(models: list[Model], cells: dict[tuple[str, str], Cell], args) -> str:
+def section(models: list[Model], cells: dict[tuple[str, str, str], Cell]) -> str:
     lines = ["## Contention: inference beside other busy processes", "",
              report.machine(), f"Run {report.stamp()}: `{report.command_line()}`.", "",
              "What each cell runs, the competitors and the policies: `benchmarks/bench_contention.py`'s "
@@ -295,7 +295,7 @@ def main(argv=None) -> int:
                           f"{sum(cell.threads) / len(cell.threads):.2f} forward p50 {report.p50(cell.forward):7.1f} "
                           f"p95 {report.p95(cell.forward):7.1f}  frame p50 {report.p50(cell.frame):7.1f} "
                           f"p95 {report.p95(cell.frame):7.1f}  {cell.rate:.1f} fps", flush=True)
-    report.publish(SECTION, report.warn_if_busy(section(models, cells, args)), args.doc)
+    report.publish(SECTION, report.warn_if_busy(section(models, cells)), args.doc)
     return 0
 
 
