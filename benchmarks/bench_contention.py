@@ -10,7 +10,8 @@ decode + engine + mask message, what the node adds to a frame's latency.
 Beside it, started as fresh interpreters (never forked from a process whose OpenMP pool runs):
 nothing (idle); one or two plain Python busy loops; one or two multi-threaded torch loops (a small
 conv net's training step with torch's default threads, like another perception node or a training
-job); or a second node's frame loop on the same camera with the same policy. Policies: the thread
+job), also two of them at nice 10 (how a robot should run a batch job beside its perception);
+or a second node's frame loop on the same camera with the same policy. Policies: the thread
 count and OpenMP settings tried (see POLICIES); `auto` is the node's default.
 
 All cells run in one run, side by side; ratios are to the idle cell of `before` (torch's default
@@ -36,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import report  # noqa: E402
+from variants import variant_checkpoint  # noqa: E402
 
 SECTION = "contention"
 CAMERA_HZ = 30.0
@@ -50,6 +52,8 @@ POLICIES: dict[str, tuple[int, dict[str, str], str]] = {
     "spin10k": (CORES, {"GOMP_SPINCOUNT": "10000"}, f"{CORES} threads, GOMP_SPINCOUNT=10000"),
     "auto": (0, {}, "threads following the load (`threads: 0`, the node's default)"),
 }
+NICE = 10  # how a robot runs a training or batch job beside its perception: `nice -n 10`
+# name -> (competitor kinds, "@nice" = started under `nice -n NICE`; description)
 SCENARIOS: dict[str, tuple[list[str], str]] = {
     "idle": ([], "idle"),
     "driver": (["driver"], "a driver's 30 % of a core"),
@@ -57,6 +61,7 @@ SCENARIOS: dict[str, tuple[list[str], str]] = {
     "torch": (["torch"], "1 torch loop"),
     "loop2": (["loop", "loop"], "2 busy loops"),
     "torch2": (["torch", "torch"], "2 torch loops"),
+    "torch2_nice": (["torch@nice", "torch@nice"], f"2 torch loops at nice {NICE}"),
     "node2": ([], "a second node"),
 }
 # Targets (issue 14), as ratios to the idle `before` cell: (p50, p95) per scenario.
@@ -171,12 +176,18 @@ def competitor(kind: str) -> None:
 
 # Driver ----------------------------------------------------------------------------------------
 
+def competitor_argv(kind: str) -> list[str]:
+    """The command line of a competitor of `kind` ("torch", "loop", ...; "torch@nice": niced)."""
+    name, _, niced = kind.partition("@")
+    argv = [sys.executable, __file__, "--competitor", name]
+    return ["nice", "-n", str(NICE), *argv] if niced else argv
+
+
 def run_cell(model: Model, policy: str, scenario: str) -> Cell:
     threads, env, _ = POLICIES[policy]
     kinds, _ = SCENARIOS[scenario]
     base_env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    competitors = [subprocess.Popen([sys.executable, __file__, "--competitor", kind], env=base_env)
-                   for kind in kinds]
+    competitors = [subprocess.Popen(competitor_argv(kind), env=base_env) for kind in kinds]
     start_at = time.time() + (12.0 if scenario == "node2" else 0.0)
     probe_argv = [sys.executable, __file__, "--probe", str(model.checkpoint), str(threads),
                   str(model.duration), str(start_at)]
@@ -283,7 +294,8 @@ def main(argv=None) -> int:
         models = [Model("default model (CamVid, 360×480 frames)", default_checkpoint(), args.duration,
                         [p for p in POLICIES if p in policies])]
         if not args.quick:
-            models.append(Model("ViT-S 512 (random weights, 150 classes, mask head)", vit_s(Path(tmp)),
+            vit_s = variant_checkpoint("small", Path(tmp) / "vit_s_512.safetensors")
+            models.append(Model("ViT-S 512 (random weights, 150 classes, mask head)", vit_s,
                                 args.vit_s_duration, ["before", "one", "auto"]))
         cells: dict[tuple[str, str, str], Cell] = {}
         for model in models:
@@ -297,19 +309,6 @@ def main(argv=None) -> int:
                           f"p95 {report.p95(cell.frame):7.1f}  {cell.rate:.1f} fps", flush=True)
     report.publish(SECTION, report.warn_if_busy(section(models, cells)), args.doc)
     return 0
-
-
-def vit_s(tmp: Path) -> Path:
-    import torch
-
-    from clustvit_ros.model import ClustViT, ClustViTConfig, save_checkpoint
-
-    torch.manual_seed(0)
-    config = ClustViTConfig.from_variant("small", num_classes=150, head="mask", img_size=(512, 512),
-                                         drop_path=0.0)
-    path = tmp / "vit_s_512.safetensors"
-    save_checkpoint(ClustViT(config).eval(), path)
-    return path
 
 
 if __name__ == "__main__":

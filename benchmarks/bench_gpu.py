@@ -4,7 +4,7 @@
 docs/BENCHMARKS.md. ViT-T/S/B at 512 (random weights, 150 classes, as bench_model.py) and the
 default model; per model and dtype two engines, plain (*eager*) and ``cuda_graphs=True`` (the blocks
 as CUDA graphs per token-count bucket, runtime/block_graphs.py); the dense path and forced merges,
-all interleaved; batch 1 on one synthetic scene. Times come from CUDA events: *model* is the engine's
+all interleaved; batch 1 on one synthetic scene (the default model: a CamVid frame). Times come from CUDA events: *model* is the engine's
 own (`Result.inference_ms`), *e2e* brackets the whole `Engine.run` (upload, model, label map, copy
 of the labels to the host). Checks: the labels of fp16/bf16 agree with fp32's on >= 99 % of the
 pixels and CUDA graphs with eager on >= 99.9 %; the GFLOPs of the dense path and the forced merges
@@ -31,7 +31,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 import report  # noqa: E402
-from bench_model import LABELS, default_model, model_checkpoints, scene, settings_for  # noqa: E402
+from bench_model import default_model, model_checkpoints, scene, settings_for  # noqa: E402
+from variants import LABELS  # noqa: E402
 from clustvit_ros.model import MergeBudget  # noqa: E402
 from clustvit_ros.model.configs import HEADS  # noqa: E402
 from clustvit_ros.runtime.choices import DTYPE_NAMES  # noqa: E402
@@ -96,7 +97,7 @@ def timed_run(engine: Engine, rgb: np.ndarray, budget: MergeBudget) -> tuple[Res
 
 
 def run_model(name: str, checkpoint: Path, size: tuple[int, int], trained: bool, args) -> ModelRun:
-    rgb = scene(size)
+    rgb = scene(size, "camvid" if trained else "synthetic")  # the default model: its own road scenes
     settings = settings_for(args.budgets, args.bias, trained)
     run = ModelRun(name, size, [s.label for s in settings], {}, {})
     for dtype in args.dtypes:
@@ -193,7 +194,8 @@ def section(runs: list[ModelRun], args, machine: str, seconds: float, missing: s
         "these figures say nothing about a GPU.**")
     out = ["## GPU: dense ViT vs ClustViT, fp32/fp16/bf16, CUDA graphs (`benchmarks/bench_gpu.py`)", "",
            f"Measured {report.stamp()} with `{report.command_line()}` in {seconds:.0f} s.{smoke} Path: the "
-           "runtime engine, batch 1, one synthetic scene; ViT-T/S/B random weights, "
+           "runtime engine, batch 1, one synthetic scene (the default model: the demo camera's first "
+           "CamVid frame); ViT-T/S/B random weights, "
            f"{args.classes} classes, {args.head} head, k=3, ip=3, merging forced with merge_bias {args.bias:g}; "
            "the default model also runs its own decision. Per model and dtype an *eager* engine and a "
            "`cuda_graphs` one (blocks replayed as CUDA graphs per token-count bucket), every setting of both "

@@ -1,7 +1,8 @@
 """Model level: dense ViT vs ClustViT, side by side, batch 1, through the runtime engine.
 
 Every frame goes through ``runtime.engine.Engine.run`` -- what the node runs on the robot -- on
-one synthetic robot scene. Each model runs the dense path (merge budget 0: the plain ViT + head, the
+one frame per model: a synthetic robot scene for the random-weight ViT variants, the demo camera's
+first CamVid frame for the default model (road scenes are what it was trained on). Each model runs the dense path (merge budget 0: the plain ViT + head, the
 Cluster module skipped) and ClustViT with a merge count forced by a large ``merge_bias`` (every
 token wants to merge) and capped by the budget: budget b merges exactly floor(b * P) of the P patch
 tokens at block ``ip``. The trained default model also runs its own decision (budget 1, bias 0).
@@ -31,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -38,17 +40,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import label_map_timing  # noqa: E402
 import report  # noqa: E402
+from variants import LABELS, variant_checkpoint  # noqa: E402
 from clustvit_ros.data.synthetic import render_scene  # noqa: E402
-from clustvit_ros.model import ClustViT, ClustViTConfig, MergeBudget, save_checkpoint  # noqa: E402
+from clustvit_ros.model import MergeBudget  # noqa: E402
 from clustvit_ros.model.checkpoints import read_metadata  # noqa: E402
 from clustvit_ros.model.configs import HEADS  # noqa: E402
 from clustvit_ros.runtime.engine import Engine  # noqa: E402
-from clustvit_ros.runtime.packaged import default_checkpoint  # noqa: E402
+from clustvit_ros.runtime.packaged import SAMPLE_FRAMES, default_checkpoint, share_path  # noqa: E402
 
 SECTION = "model"
-LABELS = {"tiny": "ViT-T", "small": "ViT-S", "base": "ViT-B", "large": "ViT-L"}
 TARGET_EFFICIENCY = 0.9
-TARGET_E2E_EFFICIENCY = 0.85  # issue 14: end to end, every ViT row
+TARGET_E2E_EFFICIENCY = 0.85  # issue 14: end to end, every row
+SCENES = {"camvid": "the demo camera's first CamVid frame (the road scenes it was trained on)",
+          "synthetic": "the same synthetic scene"}
 
 
 @dataclass
@@ -91,11 +95,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cpu-dtypes", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
     p.add_argument("--default-model", type=Path, help="default: the packaged default model (camvid)")
     p.add_argument("--no-default", action="store_true", help="skip the default model")
+    p.add_argument("--default-scene", default="camvid", choices=("camvid", "synthetic"),
+                   help="the default model's frame (default camvid: the road scenes it was trained on)")
     p.add_argument("--doc", type=Path, help="update this markdown file's model section (+ PNG beside it)")
     return p.parse_args(argv)
 
 
-def scene(size: tuple[int, int]) -> np.ndarray:
+def scene(size: tuple[int, int], kind: str = "synthetic") -> np.ndarray:
+    """One synthetic robot scene, or the demo camera's first CamVid frame (``camvid``), at `size`."""
+    if kind == "camvid":
+        first = sorted(share_path(SAMPLE_FRAMES).glob("*.jpg"))[0]
+        rgb = cv2.cvtColor(cv2.imread(str(first), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        return cv2.resize(rgb, size[::-1], interpolation=cv2.INTER_AREA)
     rgb, _ = render_scene(np.random.default_rng(0), size)
     return np.ascontiguousarray(rgb)
 
@@ -122,11 +133,7 @@ def model_checkpoints(args, default: Path | None, tmp: Path) -> list[tuple[str, 
     of the default model, when given."""
     out = []
     for variant in args.variants:
-        torch.manual_seed(0)
-        cfg = ClustViTConfig.from_variant(variant, num_classes=args.classes, head=args.head,
-                                          img_size=(args.size, args.size), drop_path=0.0)
-        path = tmp / f"{variant}.safetensors"
-        save_checkpoint(ClustViT(cfg).eval(), path)
+        path = variant_checkpoint(variant, tmp / f"{variant}.safetensors", args.classes, args.head, args.size)
         out.append((LABELS[variant], path, (args.size, args.size), False))
     if default:
         cfg, _ = read_metadata(default)
@@ -159,7 +166,7 @@ def run_model(name: str, checkpoint: Path, size: tuple[int, int], device: str, d
     seg = Engine(checkpoint, device=device, dtype=dtype, input_size=size, resize="fixed")
     for w in seg.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    rgb = scene(size)
+    rgb = scene(size, args.default_scene if trained else "synthetic")
     settings = settings_for(args.budgets, args.bias, trained)
     line = report.machine(str(seg.device), dtype)
     t0 = time.monotonic()
@@ -239,7 +246,8 @@ def section(groups: dict[tuple[str, str], list[ModelRun]], pngs: dict[tuple[str,
             args, missing_default: str | None) -> str:
     out = ["## Model level: dense ViT vs ClustViT (`benchmarks/bench_model.py`)", "",
            f"Measured {report.stamp()} with `{report.command_line()}`. Path: the runtime engine "
-           "(`Engine.run`, what the node runs), one synthetic robot scene, batch 1. "
+           "(`Engine.run`, what the node runs), batch 1, one frame per model: a synthetic robot scene for "
+           f"the ViT variants, {SCENES[args.default_scene]} for the default model. "
            f"ViT-T/S/B: random weights, {args.classes} classes, {args.head} head, k=3, ip=3; merging "
            f"is forced with merge_bias {args.bias:g} so the budget cap sets how many of the P patch "
            "tokens merge at block ip. The trained default model also runs its own decision. "
@@ -270,8 +278,6 @@ def section(groups: dict[tuple[str, str], list[ModelRun]], pngs: dict[tuple[str,
                 report.table(label_map_timing.HEADER, lm_rows), ""]
     target_rows = []
     for run in groups.get(("cpu", "fp32"), []):
-        if run.trained:
-            continue
         for scope, target in (("model", TARGET_EFFICIENCY), ("e2e", TARGET_E2E_EFFICIENCY)):
             eff = efficiencies(run, scope)
             target_rows.append([f"{run.name} {run.size[0]}×{run.size[1]}",

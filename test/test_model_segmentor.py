@@ -111,6 +111,45 @@ def test_autocast_training_through_the_padded_batch_path():
     assert model.regenerator.fc1.weight.grad.abs().sum() > 0
 
 
+def _trained_looking_conv_stem() -> ClustViT:
+    """A conv-stem model whose BatchNorms hold non-trivial statistics and affine parameters."""
+    model = tiny(stem="conv", head="linear")
+    g = torch.Generator().manual_seed(1)
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        c = bn.num_features
+        bn.running_mean.copy_(torch.randn(c, generator=g))
+        bn.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+        bn.weight.data.copy_(torch.randn(c, generator=g))
+        bn.bias.data.copy_(torch.randn(c, generator=g))
+    return model
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_folding_the_conv_stem_batchnorm_keeps_the_output(channels_last):
+    """The engine folds the stem's BatchNorms into its convs: same logits, no BatchNorm left,
+    whatever the input's memory layout (a camera frame at the model's size arrives channels-last)."""
+    model = _trained_looking_conv_stem()
+    x = torch.randn(2, 3, 64, 96)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        before = model(x).logits
+        after = model.fold_batchnorm()(x).logits
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+
+
+def test_folding_refuses_a_training_model_and_leaves_a_patch_stem_alone():
+    model = _trained_looking_conv_stem().train()
+    with pytest.raises(RuntimeError, match="eval-mode"):
+        model.fold_batchnorm()
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 4
+    plain = tiny()
+    state = {k: v.clone() for k, v in plain.state_dict().items()}
+    plain.fold_batchnorm()
+    assert all(torch.equal(v, plain.state_dict()[k]) for k, v in state.items())
+
+
 def test_normalize_maps_rgb_0_255_to_minus_one_one():
     rgb = torch.tensor([0, 255, 0], dtype=torch.uint8).view(1, 3, 1, 1)
     out = tiny().normalize(rgb)

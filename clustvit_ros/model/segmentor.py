@@ -16,7 +16,7 @@ from .cluster import ClusterModule, MergePlan, Regenerator, decide, merge
 from .configs import ClustViTConfig
 from .heads import LinearHead, MaskTransformerHead
 from .pixels import Normalize, logits_to_pixels, pad_to_patches
-from .vit import VisionTransformer
+from .vit import ConvStem, VisionTransformer
 
 
 @dataclass
@@ -91,6 +91,13 @@ class ClustViT(nn.Module):
     def normalize(self, rgb: Tensor) -> Tensor:
         """(B, 3, H, W) RGB in 0..255 (any real dtype) -> normalised float input for ``forward``."""
         return Normalize(self.config, rgb.device)(rgb)
+
+    def fold_batchnorm(self) -> "ClustViT":
+        """For inference: fold the conv stem's BatchNorms into its convs (eval mode; a no-op for
+        the plain patch embedding). Returns the model."""
+        if isinstance(self.encoder.patch_embed, ConvStem):
+            self.encoder.patch_embed.fold_batchnorm()
+        return self
 
     def forward_features(self, images: Tensor, budget: MergeBudget | None = None,
                          blocks: BlockRunner | None = None) -> Features:

@@ -97,7 +97,8 @@ class Engine:
         self.warnings += dtype_warnings
         check_resize_policy(resize)  # before the (slow) load
         self.checkpoint = Path(checkpoint)
-        self.model = load_checkpoint(self.checkpoint, map_location=self.device).to(self.dtype).eval()
+        self.model = load_checkpoint(self.checkpoint, map_location=self.device).eval().fold_batchnorm()
+        self.model = self.model.to(self.dtype)
         self.config = self.model.config
         self.resize = resize
         self.input_size = tuple(input_size) if input_size else tuple(self.config.img_size)
