@@ -40,16 +40,14 @@ class PatchEmbed(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)
 
 
-FIRST_STAGE = 3
-"""Modules per conv-stem stage (conv, BatchNorm, ReLU): where the second stage starts."""
-
-
 class ConvStem(nn.Module):
     """Convolutional patch embedding (Xiao et al. 2021, "Early convolutions help transformers see
     better"): log2(patch) 3x3 stride-2 convs with BatchNorm + ReLU, channels doubling up to the
     embedding width, then a 1x1 projection. Same output as :class:`PatchEmbed`, one token per
     ``patch_size`` square; the receptive fields overlap, which helps ViTs trained on little data.
     """
+
+    STAGE = 3  # modules per stage (conv, BatchNorm, ReLU)
 
     def __init__(self, patch_size: int, embed_dim: int) -> None:
         super().__init__()
@@ -62,11 +60,11 @@ class ConvStem(nn.Module):
         self.proj = nn.Conv2d(self.channels[-1], embed_dim, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        # The 3-channel first conv is fastest on NCHW input, the wider ones on channels-last
-        # (oneDNN on the CPU; cuDNN in half precision): the stem converts once, after its first
-        # stage. On channels-last the flattened output is already token-major and contiguous.
+        # The wider convs after the first stage run channels-last (with the folded BatchNorms the
+        # whole model measured 1-5 % faster on the CPU, docs/BENCHMARKS.md issue 14 item 3); the
+        # 3-channel input keeps its own layout. The flattened output is then token-major.
         for i, layer in enumerate(self.stem):
-            if i == FIRST_STAGE:
+            if i == self.STAGE:
                 x = x.contiguous(memory_format=torch.channels_last)
             x = layer(x)
         return self.proj(x).flatten(2).transpose(1, 2)

@@ -74,9 +74,19 @@ class Launch:
             self.seconds_to_exit = time.monotonic() - start
 
     def _all_ended(self) -> bool:
-        """Whether launch has logged the end of every process it started."""
+        """Whether every process launch started has ended: launch logged it, or it is already gone
+        or a zombie (under load launch may log an exit only after the next press would land)."""
         ended = set(re.findall(r"process has (?:finished cleanly|died) \[pid (\d+)", self.output))
-        return ended >= {str(pid) for pid in self.pids().values()}
+        return all(str(pid) in ended or not _running(pid) for pid in self.pids().values())
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` exists and has not exited (a zombie has)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
     def assert_clean_exit(self) -> None:
         """Exit 0 within launch's grace, every started process finished cleanly, nothing left running."""
