@@ -79,15 +79,6 @@ class Launch:
         ended = set(re.findall(r"process has (?:finished cleanly|died) \[pid (\d+)", self.output))
         return all(str(pid) in ended or not _running(pid) for pid in self.pids().values())
 
-
-def _running(pid: int) -> bool:
-    """Whether process `pid` exists and has not exited (a zombie has)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
-
     def assert_clean_exit(self) -> None:
         """Exit 0 within launch's grace, every started process finished cleanly, nothing left running."""
         output = self.output
@@ -100,3 +91,12 @@ def _running(pid: int) -> bool:
         assert not [s for s in BAD_SIGNS if s in output], output
         assert self.seconds_to_exit < LAUNCH_GRACE_S, f"took {self.seconds_to_exit:.1f} s:\n{output}"
         assert not left, f"processes of the launch still running after it exited:\n{output}"
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` exists and has not exited (a zombie has)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
