@@ -4,11 +4,12 @@
 docs/BENCHMARKS.md. ViT-T/S/B at 512 (random weights, 150 classes, as bench_model.py) and the
 default model; per model and dtype two engines, plain (*eager*) and ``cuda_graphs=True`` (the blocks
 as CUDA graphs per token-count bucket, runtime/block_graphs.py); the dense path and forced merges,
-all interleaved; batch 1 on one synthetic scene (the default model: a CamVid frame). Times come from CUDA events: *model* is the engine's
-own (`Result.inference_ms`), *e2e* brackets the whole `Engine.run` (upload, model, label map, copy
-of the labels to the host). Checks: the labels of fp16/bf16 agree with fp32's on >= 99 % of the
-pixels and CUDA graphs with eager on >= 99.9 %; the GFLOPs of the dense path and the forced merges
-are identical across dtypes and modes (the model's own decision may merge other tokens in fp16/bf16).
+all interleaved; batch 1 on one synthetic scene (the default model: a CamVid frame). Times come
+from CUDA events: *model* is the engine's own (`Result.inference_ms`), *e2e* brackets the whole
+`Engine.run` (upload, model, label map, copy of the labels to the host). Checks: the labels of
+fp16/bf16 agree with fp32's on >= 99 % of the pixels and CUDA graphs with eager on >= 99.9 %; the
+GFLOPs of the dense path and the forced merges are identical across dtypes and modes (the model's
+own decision may merge other tokens in fp16/bf16).
 
     .venv/bin/python benchmarks/bench_gpu.py --doc docs/BENCHMARKS.md     # what make bench-gpu runs
     .venv/bin/python benchmarks/bench_gpu.py --device cpu --variants tiny --size 64 --iters 2 \\

@@ -2,12 +2,12 @@
 
 Every frame goes through ``runtime.engine.Engine.run`` -- what the node runs on the robot -- on
 one frame per model: a synthetic robot scene for the random-weight ViT variants, the demo camera's
-first CamVid frame for the default model (road scenes are what it was trained on). Each model runs the dense path (merge budget 0: the plain ViT + head, the
-Cluster module skipped) and ClustViT with a merge count forced by a large ``merge_bias`` (every
-token wants to merge) and capped by the budget: budget b merges exactly floor(b * P) of the P patch
-tokens at block ``ip``. The trained default model also runs its own decision (budget 1, bias 0).
-Settings are interleaved -- every iteration runs each setting once, in a rotating order -- so a load
-drift hits all of them alike.
+first CamVid frame for the default model (road scenes are what it was trained on). Each model runs
+the dense path (merge budget 0: the plain ViT + head, the Cluster module skipped) and ClustViT with
+a merge count forced by a large ``merge_bias`` (every token wants to merge) and capped by the
+budget: budget b merges exactly floor(b * P) of the P patch tokens at block ``ip``. The trained
+default model also runs its own decision (budget 1, bias 0). Settings are interleaved -- every
+iteration runs each setting once, in a rotating order -- so a load drift hits all of them alike.
 
 Reported per setting: analytic GFLOPs; latency p50/p95 of the model (encoder + head,
 ``Result.inference_ms``: what the GFLOPs count) and end to end (the whole ``run``: preprocessing,

@@ -22,7 +22,7 @@ def test_short_demo_writes_everything(tmp_path):
         capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "through /clustvit/set_parameters" in proc.stdout and "accepted" in proc.stdout
-    assert "exit codes 0, 0" in proc.stdout  # both children stopped cleanly
+    assert "exit codes 0, 0" in proc.stdout, proc.stdout + proc.stderr  # both children stopped cleanly
     assert "before the change" in proc.stdout and "after the change" in proc.stdout
 
     rows = list(csv.DictReader(open(out / "stats.csv")))

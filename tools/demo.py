@@ -72,6 +72,9 @@ def configure_environment(args) -> dict:
     return dict(env)
 
 
+STOP_GRACE_S = 10.0  # after SIGINT, a child still running is killed
+
+
 class Children:
     """Child processes in their own process groups; stop() sends SIGINT, then SIGKILL after a grace time."""
 
@@ -94,7 +97,7 @@ class Children:
         text = (self.log_dir / f"{name}.log").read_text(errors="replace").splitlines()
         return "\n".join("    " + line for line in text[-lines:])
 
-    def stop(self, grace: float = 10.0) -> dict[str, int | None]:
+    def stop(self, grace: float = STOP_GRACE_S) -> dict[str, int | None]:
         for _, proc, _ in self.procs:
             if proc.poll() is None:
                 try:
@@ -168,6 +171,12 @@ def main(argv=None) -> int:
     finally:
         codes = children.stop()
     print(f"demo: stopped camera and node (exit codes {codes['camera']}, {codes['node']})")
+    for name, code in codes.items():
+        if code != 0:
+            why = (f"killed: it did not stop within {STOP_GRACE_S:g} s of SIGINT"
+                   if code == -signal.SIGKILL else f"code {code}")
+            print(f"demo: warning: {name} did not exit cleanly ({why}); the end of its log:\n"
+                  f"{children.tail(name)}", file=sys.stderr)
     if not frames:
         print("demo: error: no frame was processed", file=sys.stderr)
         return 1
