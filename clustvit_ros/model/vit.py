@@ -61,8 +61,8 @@ class ConvStem(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         # The wider convs after the first stage run channels-last (with the folded BatchNorms the
-        # whole model measured 1-5 % faster on the CPU, docs/BENCHMARKS.md issue 14 item 3); the
-        # 3-channel input keeps its own layout. The flattened output is then token-major.
+        # whole model measured about 2 % faster on the CPU, docs/BENCHMARKS.md issue 14 item 3);
+        # the 3-channel input keeps its own layout. The flattened output is then token-major.
         for i, layer in enumerate(self.stem):
             if i == self.STAGE:
                 x = x.contiguous(memory_format=torch.channels_last)
