@@ -259,18 +259,24 @@ def test_configure_parameters_are_writable_and_start_up_ones_read_only():
 
 def test_one_inference_thread_serves_every_configure(checkpoint, monkeypatch):
     """configure/cleanup cycles reuse the node's one inference thread, which is the only thread to
-    run the model (a second thread would run torch at half speed)."""
+    load and run the model (torch on a second thread runs every frame at about 0.6x speed)."""
     from clustvit_ros.ros.node import ClustViTNode
     from clustvit_ros.runtime.engine import Engine
 
     threads: list[str] = []
-    real_run = Engine.run
+    loaded_on: list[str] = []
+    real_run, real_init = Engine.run, Engine.__init__
 
     def run(self, *args, **kwargs):
         threads.append(threading.current_thread().name)
         return real_run(self, *args, **kwargs)
 
+    def init(self, *args, **kwargs):
+        loaded_on.append(threading.current_thread().name)
+        real_init(self, *args, **kwargs)
+
     monkeypatch.setattr(Engine, "run", run)
+    monkeypatch.setattr(Engine, "__init__", init)
     context = Context()
     rclpy.init(context=context)
     node = ClustViTNode(context=context, namespace=unique_namespace("thread"),
@@ -284,6 +290,7 @@ def test_one_inference_thread_serves_every_configure(checkpoint, monkeypatch):
             assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
             assert node.engine is None and not hasattr(engine, "model"), "cleanup kept the model"
         assert len(threads) == 3 and set(threads) == {"clustvit_inference"}, threads
+        assert loaded_on == ["clustvit_inference"] * 3, loaded_on
         assert [t.name for t in threading.enumerate()].count("clustvit_inference") == 1
     finally:
         assert node.close()

@@ -1,4 +1,4 @@
-"""The node's one inference thread: every torch call of the node after the model load runs on it."""
+"""The node's one inference thread: every torch call of the node, the model load included, runs on it."""
 from __future__ import annotations
 
 import queue

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import time
 from concurrent.futures import wait
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -132,10 +133,14 @@ class ClustViTNode(LifecycleNode):
         p = self._parameter_values()
         try:
             checkpoint = resolve_checkpoint(p["checkpoint"], *share_dirs())
-            engine = Engine(checkpoint, device=p["device"], dtype=p["dtype"],
-                            input_size=tuple(p["input_size"]) if p["input_size"][0] else None,
-                            resize=p["resize"], labels_file=p["labels_file"] or None,
-                            cuda_graphs=p["cuda_graphs"])
+            # Loaded on the inference thread: building the model runs torch's OpenMP pool, and a
+            # process whose first OpenMP thread is not the inference thread runs every frame at
+            # about 0.6x speed (docs/BENCHMARKS.md, finding 3 and issue 14).
+            engine = self._inference.submit(partial(
+                Engine, checkpoint, device=p["device"], dtype=p["dtype"],
+                input_size=tuple(p["input_size"]) if p["input_size"][0] else None,
+                resize=p["resize"], labels_file=p["labels_file"] or None,
+                cuda_graphs=p["cuda_graphs"])).result()
         except (OSError, ValueError) as exc:  # missing, corrupt or inconsistent model or labels
             return self._failed("configure", str(exc))
         except Exception as exc:  # anything else the load raises (a CUDA error, ...) fails it too
