@@ -286,9 +286,9 @@ class ClustViTNode(LifecycleNode):
     def _warm_up(self) -> None:
         """Choose the thread count and run one blank frame here, before the first camera frame.
 
-        The first frame pays for allocations and kernel selection. Running it on this thread also
-        makes it the first to use torch's thread pool, which other threads then share at half speed
-        (measured, docs/BENCHMARKS.md), so nothing else in this process should run torch.
+        The first frame pays for allocations and kernel selection. Like the model load before it,
+        it runs on this thread, the first and only one of the process to use torch's thread pool
+        (another thread would share it at about half speed, docs/BENCHMARKS.md).
         """
         self._threads.before_frame()
         s = self._settings
