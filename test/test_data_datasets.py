@@ -342,8 +342,30 @@ def test_camvid_segnet_layout_ids_and_ignore(tmp_path):
         build_dataset("camvid", tmp_path, "val")
 
 
+def test_camvid_split_expression_selects_sequences(tmp_path):
+    make_camvid(tmp_path, "train", ["0001TP_006690", "0006R0_f00930", "0006R0_f00960",
+                                    "0016E5_00390"])
+    make_camvid(tmp_path, "val", ["0016E5_07959"])
+
+    def stems(split):
+        return [p.stem for p, _ in build_dataset("camvid", tmp_path, split).samples]
+
+    assert stems("train+val") == ["0001TP_006690", "0006R0_f00930", "0006R0_f00960",
+                                  "0016E5_00390", "0016E5_07959"]
+    # Leave one sequence out for training, evaluate on exactly that sequence.
+    assert stems("train+val:-0006R0") == ["0001TP_006690", "0016E5_00390", "0016E5_07959"]
+    assert stems("train:0006R0") == ["0006R0_f00930", "0006R0_f00960"]
+    assert stems("train:0001TP,0016E5") == ["0001TP_006690", "0016E5_00390"]
+    assert stems("train:-0006R0,-0016E5") == ["0001TP_006690"]
+    with pytest.raises(ValueError, match="selects no frame"):
+        build_dataset("camvid", tmp_path, "val:0006R0")
+    for bad in ("train+", "train:", "train:0006R0,-0016E5", "train:-"):
+        with pytest.raises(ValueError, match="split"):
+            build_dataset("camvid", tmp_path, bad)
+
+
 def test_median_frequency_weights(tmp_path):
-    from clustvit_ros.train.class_weights import median_frequency_weights
+    from clustvit_ros.train.class_weights import class_weights, median_frequency_weights
 
     make_camvid(tmp_path, "train", ["a"])
     ds = build_dataset("camvid", tmp_path, "train")
@@ -356,3 +378,7 @@ def test_median_frequency_weights(tmp_path):
     freq = np.array([48, 12, 96]) / 192  # Sky, Pedestrian, Road: median 0.25
     np.testing.assert_allclose(w[[0, 9, 3]], 0.25 / freq, rtol=1e-6)
     assert (np.delete(w, [0, 3, 9]) == 0).all()  # absent classes cannot be learnt: weight 0
+    soft = class_weights("sqrt_median_frequency", ds).numpy()
+    np.testing.assert_allclose(soft, np.sqrt(w), rtol=1e-6)
+    assert soft[9] / soft[3] == pytest.approx(np.sqrt(w[9] / w[3]))  # ratios shrink to their root
+    assert class_weights("none", ds) is None

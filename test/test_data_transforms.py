@@ -95,6 +95,24 @@ def test_photometric_distortion_changes_only_colours():
     assert changed >= 6
 
 
+def test_gaussian_blur_smooths_only_the_image_with_its_probability():
+    img, mask = scene()
+    always = T.RandomGaussianBlur(1.0, (1.5, 1.5))
+    a, am = always(img, mask, np.random.default_rng(0))
+    b, _ = always(img, mask, np.random.default_rng(0))
+    np.testing.assert_array_equal(a, b)
+    assert a.dtype == np.uint8 and a.shape == img.shape and am is mask
+    # A blur lowers the image's high-frequency energy (squared neighbour differences).
+    def edges(x):
+        return (np.diff(x.astype(np.int64), axis=1) ** 2).sum()
+    assert edges(a) < 0.8 * edges(img)
+    never = T.RandomGaussianBlur(0.0)
+    assert never(img, mask, np.random.default_rng(0))[0] is img
+    blurred = sum(not np.array_equal(T.RandomGaussianBlur(0.5)(img, mask, np.random.default_rng(s))[0], img)
+                  for s in range(40))
+    assert 10 <= blurred <= 30
+
+
 def test_to_tensor_convention():
     img, mask = scene()
     ti, tm = T.ToTensor()(img[:, ::-1], mask[:, ::-1])

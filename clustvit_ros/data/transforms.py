@@ -202,6 +202,25 @@ class PhotoMetricDistortion:
                 f"hue_delta={self.hue_delta})")
 
 
+class RandomGaussianBlur:
+    """With probability ``prob``, a Gaussian blur of the image with sigma drawn from
+    U(``sigma_range``) (the mask is untouched): a camera out of focus or moving, which unseen
+    sequences bring and a few sharp training sequences do not."""
+
+    def __init__(self, prob: float = 0.5, sigma_range: tuple[float, float] = (0.1, 2.0)):
+        self.prob = prob
+        self.sigma_range = tuple(sigma_range)
+
+    def __call__(self, image, mask, rng: np.random.Generator):
+        if rng.random() >= self.prob:
+            return image, mask
+        sigma = rng.uniform(*self.sigma_range)
+        return cv2.GaussianBlur(np.ascontiguousarray(image), (0, 0), sigma), mask
+
+    def __repr__(self) -> str:
+        return f"RandomGaussianBlur(prob={self.prob}, sigma_range={self.sigma_range})"
+
+
 class Pad:
     """Pad bottom/right to at least ``size = (h, w)``: image with ``pad_val``, mask with
     ``seg_pad_val`` (255 = ignore)."""
@@ -243,7 +262,7 @@ def train_pipeline(crop_size: tuple[int, int] = (512, 512), *,
                    scale: tuple[int, int] | None = (2048, 512),
                    ratio_range: tuple[float, float] = (0.5, 2.0),
                    fixed_size: tuple[int, int] | None = None, cat_max_ratio: float = 0.75,
-                   flip_prob: float = 0.5, photometric: bool = True,
+                   flip_prob: float = 0.5, photometric: bool = True, blur_prob: float = 0.0,
                    ignore_index: int = 255) -> Compose:
     """The CLUSTVIT.md §4 training pipeline ending in :class:`ToTensor`.
 
@@ -261,6 +280,8 @@ def train_pipeline(crop_size: tuple[int, int] = (512, 512), *,
         ts.append(RandomFlip(flip_prob))
     if photometric:
         ts.append(PhotoMetricDistortion())
+    if blur_prob > 0:
+        ts.append(RandomGaussianBlur(blur_prob))
     ts.append(Pad(crop_size, 0, ignore_index))
     ts.append(ToTensor())
     return Compose(ts)

@@ -1,5 +1,5 @@
 """Class weights for the segmentation loss: median-frequency balancing (Eigen & Fergus 2015, as
-SegNet and ENet train CamVid)."""
+SegNet and ENet train CamVid), whole or square-rooted."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ import torch
 
 from ..data import SegmentationDataset
 
-CLASS_WEIGHTS = ("none", "median_frequency")
+CLASS_WEIGHTS = ("none", "median_frequency", "sqrt_median_frequency")
 
 
 def median_frequency_weights(dataset: SegmentationDataset) -> torch.Tensor:
@@ -27,3 +27,19 @@ def median_frequency_weights(dataset: SegmentationDataset) -> torch.Tensor:
     freq = np.where(present, pixels / np.maximum(image_pixels, 1), 0.0)
     weights = np.where(present, np.median(freq[present]) / np.where(present, freq, 1.0), 0.0)
     return torch.tensor(weights, dtype=torch.float32)
+
+
+def class_weights(kind: str, dataset: SegmentationDataset) -> torch.Tensor | None:
+    """The pixel-loss weights ``kind`` names (one of :data:`CLASS_WEIGHTS`); None for ``none``.
+
+    ``sqrt_median_frequency`` is the square root of the median-frequency weights: rare classes
+    still count more than common ones, but a weight ratio of 60 between the rarest and the
+    commonest class becomes about 8, so a thin class's weight no longer outvotes the evidence
+    of the large class around it (whole weights paint building pixels as sign and fence)."""
+    if kind == "none":
+        return None
+    if kind == "median_frequency":
+        return median_frequency_weights(dataset)
+    if kind == "sqrt_median_frequency":
+        return median_frequency_weights(dataset).sqrt()
+    raise ValueError(f"class weight {kind!r}: one of {CLASS_WEIGHTS}")

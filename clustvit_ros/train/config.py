@@ -26,7 +26,8 @@ class DataConfig:
     ``synthetic`` renders ``train_length`` / ``val_length`` scenes of ``size`` (seeded by
     ``seed``); the other datasets read ``root`` (``train_split`` / ``val_split``). Training
     augmentation: ``fixed_size`` (exact resize) or ``scale`` + ``ratio_range`` (keep-ratio random
-    resize), random ``crop`` with ``cat_max_ratio``, flip, photometric distortion, pad with 255.
+    resize), random ``crop`` with ``cat_max_ratio``, flip, photometric distortion, Gaussian blur
+    (``blur_prob``), pad with 255.
     ``cache`` keeps the decoded training samples in memory (rendered or read once, before the
     first step, by ``cache_workers`` processes). ``val_length`` > 0 caps the validation images of
     a real dataset. ``num_workers``: DataLoader processes of the training loop. ``eval_resize``:
@@ -48,6 +49,7 @@ class DataConfig:
     cat_max_ratio: float = 1.0
     flip_prob: float = 0.5
     photometric: bool = True
+    blur_prob: float = 0.0
     cache: bool = False
     cache_workers: int = 0
     num_workers: int = 0
@@ -88,8 +90,8 @@ class LoopConfig:
     ``merge_budget_range``: each step merges with a ``merge_budget`` drawn uniformly from this
     range (seeded by seed and step); ``[1, 1]`` is the paper (the model's own decision always),
     lower values make the blocks after the injection point see more tokens in training.
-    ``class_weight``: ``none`` or ``median_frequency`` (pixel-loss weights from the training
-    masks, :mod:`~clustvit_ros.train.class_weights`)."""
+    ``class_weight``: ``none``, ``median_frequency`` or ``sqrt_median_frequency`` (pixel-loss
+    weights from the training masks, :mod:`~clustvit_ros.train.class_weights`)."""
 
     batch_size: int = 8
     seed: int = 0
@@ -126,6 +128,8 @@ class TrainConfig:
              f"data.root is needed for dataset {self.data.dataset!r}")
         need(self.data.eval_resize in RESIZE_POLICIES,
              f"data.eval_resize must be one of {RESIZE_POLICIES}")
+        need(0 <= self.data.flip_prob <= 1 and 0 <= self.data.blur_prob <= 1,
+             "data.flip_prob and data.blur_prob must be in [0, 1]")
         need(self.optim.name in ("sgd", "adamw"), "optim.name must be 'sgd' or 'adamw'")
         need(self.optim.lr > 0 and self.schedule.iters > 0,
              "optim.lr and schedule.iters must be > 0")

@@ -54,7 +54,8 @@ def train_dataset(cfg: DataConfig, progress: bool = False) -> SegmentationDatase
     pipeline = train_pipeline(tuple(cfg.crop), scale=_opt_pair(cfg.scale),
                               ratio_range=tuple(cfg.ratio_range),
                               fixed_size=_opt_pair(cfg.fixed_size), cat_max_ratio=cfg.cat_max_ratio,
-                              flip_prob=cfg.flip_prob, photometric=cfg.photometric)
+                              flip_prob=cfg.flip_prob, photometric=cfg.photometric,
+                              blur_prob=cfg.blur_prob)
     base = raw_dataset(cfg, cfg.train_split, cfg.train_length)
     if cfg.cache:
         return CachedDataset(base, pipeline, cfg.seed, cfg.cache_workers, progress)

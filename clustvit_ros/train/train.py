@@ -32,7 +32,7 @@ from ..model.checkpoints import check_shapes, load_checkpoint, save_checkpoint
 from ..model.configs import ClustViTConfig
 from ..model.segmentor import ClustViT
 from ..runtime.engine import Engine
-from .class_weights import median_frequency_weights
+from .class_weights import class_weights
 from .config import TrainConfig, load_config
 from .data import train_dataset, val_dataset
 from .distributed import DistInfo, all_mean, barrier, init_distributed
@@ -230,11 +230,11 @@ def _build_run(cfg: TrainConfig, data: SegmentationDataset, info: DistInfo) -> _
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.optim.lr)
     amp_dtype, use_scaler = amp_settings(cfg, info.device)
     scaler = torch.amp.GradScaler(info.device.type, enabled=use_scaler)
-    class_weight = None
-    if cfg.train.class_weight == "median_frequency":
-        class_weight = median_frequency_weights(data).to(info.device)
+    class_weight = class_weights(cfg.train.class_weight, data)
+    if class_weight is not None:
+        class_weight = class_weight.to(info.device)
         if info.is_main:
-            print("class weights (median frequency): " + ", ".join(
+            print(f"class weights ({cfg.train.class_weight}): " + ", ".join(
                 f"{n} {w:.2f}" for n, w in zip(model.config.class_names, class_weight.tolist())),
                 flush=True)
     return _Run(model, model, optimizer, scheduler, scaler, amp_dtype, class_weight)
