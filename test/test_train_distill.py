@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import clustvit_ros.train.train as loop
-from clustvit_ros.data.datasets import FileDataset
+from clustvit_ros.data.datasets import FileDataset, SegmentationDataset
 from clustvit_ros.data.palettes import CAMVID
 from clustvit_ros.train.distill import Distiller, distillation_loss
 from clustvit_ros.train.metrics import ConfusionMatrix
@@ -191,6 +191,12 @@ def test_the_teacher_never_runs_on_the_held_out_sequence(tmp_path):
     with pytest.raises(ValueError, match="0006R0.*1 such frame.*0006R0_f02910.png"):
         check_teacher_frames(held_out)
     check_teacher_frames(FileDataset([(Path("train/0016E5_07959.png"), Path("a"))], CAMVID))
+
+    class Unlisted(SegmentationDataset):  # CamVid frames behind a dataset that names none
+        class_info = CAMVID
+
+    with pytest.raises(ValueError, match="cannot list the frames of Unlisted"):
+        check_teacher_frames(Unlisted())
     root = fake_camvid(tmp_path / "camvid", {"train": ["0001TP_006690.png", "0006R0_f02910.png"],
                                              "val": ["0016E5_07959.png"]})
     save_old_style(random_teacher(12), tmp_path / "teacher.pth")

@@ -242,15 +242,18 @@ def load_espnet_teacher(path: str | os.PathLike, device: str | torch.device = "c
 
 
 def frame_names(dataset: SegmentationDataset) -> list[str]:
-    """The image file names of a file-backed dataset (empty for rendered ones)."""
-    if isinstance(dataset, FileDataset):
-        return [Path(image).name for image, _ in dataset.samples]
-    return []
+    """The image file names of a file-backed dataset."""
+    return [Path(image).name for image, _ in dataset.samples]
 
 
 def check_teacher_frames(dataset: SegmentationDataset) -> None:
     """Refuse (ValueError) a dataset the teacher must not run on: one holding a frame of a
-    :data:`FORBIDDEN_SEQUENCES` sequence."""
+    :data:`FORBIDDEN_SEQUENCES` sequence, or CamVid frames whose names cannot be listed."""
+    if not isinstance(dataset, FileDataset):
+        if dataset.class_info.name == "camvid":
+            raise ValueError(f"cannot list the frames of {type(dataset).__name__}: the "
+                             "distillation teacher runs only on CamVid frames it can check")
+        return  # rendered or other datasets hold no CamVid frame
     bad = [n for n in frame_names(dataset) if n.split("_", 1)[0] in FORBIDDEN_SEQUENCES]
     if bad:
         raise ValueError(
