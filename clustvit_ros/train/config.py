@@ -91,7 +91,11 @@ class LoopConfig:
     range (seeded by seed and step); ``[1, 1]`` is the paper (the model's own decision always),
     lower values make the blocks after the injection point see more tokens in training.
     ``class_weight``: ``none``, ``median_frequency`` or ``sqrt_median_frequency`` (pixel-loss
-    weights from the training masks, :mod:`~clustvit_ros.train.class_weights`)."""
+    weights from the training masks, :mod:`~clustvit_ros.train.class_weights`).
+    ``distill_teacher``: ESPNet weights (:mod:`~clustvit_ros.train.teacher_espnet`; the training
+    split must not hold a frame the teacher may not see) whose predictions on each augmented batch
+    add ``distill_weight`` x T^2 x KL(teacher || student) at temperature T =
+    ``distill_temperature`` (:mod:`~clustvit_ros.train.distill`); None: no distillation."""
 
     batch_size: int = 8
     seed: int = 0
@@ -108,6 +112,9 @@ class LoopConfig:
     init: str | None = None
     merge_budget_range: tuple[float, float] = (1.0, 1.0)
     class_weight: str = "none"
+    distill_teacher: str | None = None
+    distill_weight: float = 0.5
+    distill_temperature: float = 2.0
 
 
 @dataclass
@@ -141,6 +148,10 @@ class TrainConfig:
         need(0 < self.train.purity <= 1, "train.purity must be in (0, 1]")
         need(self.train.class_weight in CLASS_WEIGHTS,
              f"train.class_weight must be one of {CLASS_WEIGHTS}")
+        need(self.train.distill_weight >= 0 and self.train.distill_temperature > 0,
+             "train.distill_weight must be >= 0 and train.distill_temperature > 0")
+        need(not self.train.distill_teacher or all(s % 8 == 0 for s in self.data.crop),
+             f"data.crop {self.data.crop} must be a multiple of 8 for the distillation teacher")
         lo, hi = self.train.merge_budget_range
         need(0 <= lo <= hi <= 1, "train.merge_budget_range must be [lo, hi], 0 <= lo <= hi <= 1")
         patch = int(self.model.get("patch_size", 16))

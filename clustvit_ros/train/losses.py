@@ -11,11 +11,13 @@ from ..model.segmentor import SegOutput
 
 
 class Losses(NamedTuple):
-    """``total`` is what is back-propagated; ``cluster`` is None for the dense baseline."""
+    """``total`` is what is back-propagated; ``cluster`` is None for the dense baseline,
+    ``distill`` (the weighted distillation term, :mod:`.distill`) None without a teacher."""
 
     total: Tensor
     seg: Tensor
     cluster: Tensor | None
+    distill: Tensor | None = None
 
 
 def segmentation_loss(logits: Tensor, masks: Tensor, ignore_index: int = 255,

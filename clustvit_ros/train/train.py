@@ -1,10 +1,11 @@
 """``clustvit train``: train ClustViT (or with ``model.k=0`` the dense ViT baseline) from a recipe.
 
 Loss: pixel CE + ``cluster_loss_weight`` x token CE against pseudo-cluster targets (the latter only
-when the forward ran the Cluster module). Iteration-based, seeded, resumable; ``torchrun`` for
-several GPUs (DistributedDataParallel). Outputs in ``train.out_dir``: ``config.yaml`` (the resolved
-recipe), ``model.safetensors`` (the latest weights), ``state.pt`` (what ``--resume`` needs) and
-``log.jsonl`` (training losses and evaluations).
+when the forward ran the Cluster module), plus ``train.distill_weight`` x a distillation term
+when ``train.distill_teacher`` is set (:mod:`.distill`). Iteration-based, seeded, resumable;
+``torchrun`` for several GPUs (DistributedDataParallel). Outputs in ``train.out_dir``:
+``config.yaml`` (the resolved recipe), ``model.safetensors`` (the latest weights), ``state.pt``
+(what ``--resume`` needs) and ``log.jsonl`` (training losses and evaluations).
 """
 from __future__ import annotations
 
@@ -34,12 +35,14 @@ from ..model.segmentor import ClustViT
 from ..runtime.engine import Engine
 from .class_weights import class_weights
 from .config import TrainConfig, load_config
-from .data import train_dataset, val_dataset
+from .data import raw_dataset, train_dataset, val_dataset
+from .distill import Distiller
 from .distributed import DistInfo, all_mean, barrier, init_distributed
 from .evaluate import evaluate
 from .losses import Losses, clustvit_loss
 from .optim import build_optimizer, build_scheduler
 from .state import load_state, save_state, set_rng_state
+from .teacher_espnet import check_teacher_frames
 
 
 @dataclass
@@ -164,6 +167,7 @@ class _Run:
     scaler: torch.amp.GradScaler
     amp_dtype: torch.dtype | None
     class_weight: torch.Tensor | None  # pixel-loss weights (train.class_weight), on the device
+    distiller: Distiller | None = None  # the frozen teacher (train.distill_teacher)
 
 
 def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = True) -> TrainResult:
@@ -193,7 +197,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
         bar.update()
         running.add(loss=losses.total.item(), seg=losses.seg.item(),
                     cluster=losses.cluster.item() if losses.cluster is not None else 0.0,
-                    kept=sum(kept) / len(kept))
+                    kept=sum(kept) / len(kept),
+                    **({"distill": losses.distill.item()} if losses.distill is not None else {}))
         done = step + 1
         if done % cfg.train.log_interval == 0 or done == iters:
             entry = {"step": done, "lr": run.scheduler.get_last_lr()[0], **running.means(info),
@@ -219,8 +224,8 @@ def _prepare_output(cfg: TrainConfig, info: DistInfo) -> Path:
 
 
 def _build_run(cfg: TrainConfig, data: SegmentationDataset, info: DistInfo) -> _Run:
-    """The model (from ``train.init`` when given) on its device, its optimiser, schedule, AMP and
-    the class weights of the pixel loss (from ``data``'s masks)."""
+    """The model (from ``train.init`` when given) on its device, its optimiser, schedule, AMP,
+    the class weights of the pixel loss (from ``data``'s masks) and the distillation teacher."""
     model = ClustViT(model_config(cfg, data.class_info))
     if cfg.train.init and (fresh := init_weights(model, cfg.train.init)) and info.is_main:
         print(f"init from the dense ViT {cfg.train.init}: {len(fresh)} Cluster module / Regenerator "
@@ -237,7 +242,13 @@ def _build_run(cfg: TrainConfig, data: SegmentationDataset, info: DistInfo) -> _
             print(f"class weights ({cfg.train.class_weight}): " + ", ".join(
                 f"{n} {w:.2f}" for n, w in zip(model.config.class_names, class_weight.tolist())),
                 flush=True)
-    return _Run(model, model, optimizer, scheduler, scaler, amp_dtype, class_weight)
+    distiller = None
+    if cfg.train.distill_teacher:
+        check_teacher_frames(raw_dataset(cfg.data, cfg.data.train_split, cfg.data.train_length))
+        distiller = Distiller.from_file(cfg.train.distill_teacher, model.config.num_classes,
+                                        cfg.train.distill_weight, cfg.train.distill_temperature,
+                                        cfg.train.ignore_index, info.device)
+    return _Run(model, model, optimizer, scheduler, scaler, amp_dtype, class_weight, distiller)
 
 
 def _resume(run: _Run, path: str | Path) -> int:
@@ -263,6 +274,9 @@ def _step(run: _Run, cfg: TrainConfig, batch: tuple, step: int, device: torch.de
     losses = clustvit_loss(seg_out, masks, config.k, config.patch_size,
                            cfg.train.cluster_loss_weight, cfg.train.ignore_index, cfg.train.purity,
                            run.class_weight)
+    if run.distiller is not None:  # the teacher sees the same augmented batch, in fp32
+        distill = run.distiller.loss(images, seg_out.logits, masks)
+        losses = losses._replace(total=losses.total + distill, distill=distill)
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(losses.total).backward()
     if cfg.optim.grad_clip:
