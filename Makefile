@@ -102,7 +102,7 @@ bench: setup
 	  $(VPY) benchmarks/bench_node.py --doc $(BENCH_DOC) $(BENCH_NODE_ARGS)
 	$(VPY) benchmarks/bench_contention.py --doc $(BENCH_DOC) $(BENCH_CONTENTION_ARGS)
 
-# `make bench-gpu`: on a machine with CUDA and a CUDA build of torch in .venv (README, GPU), the GPU
+# `make bench-gpu`: on a machine with CUDA and a CUDA build of torch in .venv (docs/performance.md), the GPU
 # section of docs/BENCHMARKS.md in under 5 minutes (benchmarks/bench_gpu.py; exits 2 without CUDA).
 bench-gpu: setup
 	$(VPY) benchmarks/bench_gpu.py --doc $(BENCH_DOC) $(BENCH_GPU_ARGS)

@@ -119,24 +119,24 @@ def markers(name: str) -> tuple[str, str]:
 
 
 INTRO = """\
-What the speed claims rest on, measured on the machine named with each table. Every comparison is a
-ratio measured side by side in one run (settings interleaved, so a load drift hits all alike).
-p50 / p95 here, and in `clustvit eval`, `clustvit sweep`, `clustvit bag` and `make demo`, are one
-definition: the percentile linearly interpolated between the two nearest ranks (numpy's default
-method; `clustvit_ros/runtime/percentile.py`).
+What the speed and accuracy claims rest on, measured on the machine named with each table. Every
+comparison is a ratio measured side by side in one run (settings interleaved, so a load drift hits
+all alike). p50 / p95 here, and in `clustvit eval`, `clustvit sweep`, `clustvit bag` and
+`make demo`, are one definition: the percentile linearly interpolated between the two nearest ranks
+(numpy's default method; `clustvit_ros/runtime/percentile.py`).
 
 | section | script | regenerate |
 |---|---|---|
-| Model level: dense ViT vs ClustViT (ViT-T/S/B at 512, the default model) | `benchmarks/bench_model.py` | `make bench` |
-| Node level: overhead, rate, drops, stamp age (1 and 2 processes, 640×480 and 1280×720) | `benchmarks/bench_node.py` | `make bench` |
-| Contention: inference beside busy loops, torch loops and a second node; thread policies | `benchmarks/bench_contention.py` | `make bench` |
-| GPU: dense ViT vs ClustViT, fp32/fp16/bf16, eager vs CUDA graphs (a machine with CUDA, < 5 min) | `benchmarks/bench_gpu.py` | `make bench-gpu` |
-| Accuracy against cost: see [Accuracy against cost (default model)](#accuracy-against-cost-default-model) (the training sweep; not repeated here) | `clustvit sweep` | see that section |
-| Soak: 10,000 frames, memory / threads / fds / stamp age | `benchmarks/soak.py` | `make soak` |
+| [Accuracy against cost](#camvid-the-default-model-on-real-road-scenes): the default model on CamVid, and [the synthetic model](#accuracy-against-cost-the-synthetic-model) | `clustvit sweep` | [training.md](training.md) |
+| [Model level](#model-level): dense ViT vs ClustViT (ViT-T/S/B at 512, the default model) | `benchmarks/bench_model.py` | `make bench` |
+| [GPU](#gpu): dense ViT vs ClustViT, fp32/fp16/bf16, eager vs CUDA graphs (a machine with CUDA, < 5 min) | `benchmarks/bench_gpu.py` | `make bench-gpu` |
+| [Node level](#node-level): overhead, rate, drops, stamp age (1 and 2 processes, 640×480 and 1280×720) | `benchmarks/bench_node.py` | `make bench` |
+| [Soak](#soak): 10,000 frames, memory / threads / fds / stamp age | `benchmarks/soak.py` | `make soak` |
+| [Contention](#contention): inference beside busy loops, torch loops and a second node; thread policies | `benchmarks/bench_contention.py` | `make bench` |
 
 Each script rewrites only the text between its own `<!-- bench:NAME:start -->` and
-`<!-- bench:NAME:end -->` markers; everything outside them is kept as written. The last section
-(findings, changes made and their effect) is written by hand from these runs."""
+`<!-- bench:NAME:end -->` markers; everything outside them is kept as written. What the runs showed
+and what was changed because of them is in [decisions.md](decisions.md), dated."""
 
 
 def update_section(name: str, body: str, doc: Path = DOC) -> None:

@@ -1,4 +1,4 @@
-"""Pseudo-cluster targets (CLUSTVIT.md §2.1) on hand-made masks and against a loop reference."""
+"""Pseudo-cluster targets (docs/model.md) on hand-made masks and against a loop reference."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Cluster module, merge and Regenerator (CLUSTVIT.md §1.3-1.5) and the merge budget."""
+"""Cluster module, merge and Regenerator (docs/model.md, "Architecture") and the merge budget."""
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings

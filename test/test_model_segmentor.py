@@ -100,7 +100,7 @@ def test_runs_under_inference_mode_and_in_bfloat16():
 
 
 def test_autocast_training_through_the_padded_batch_path():
-    """The official code may break under AMP (CLUSTVIT.md §7.4); here buffers follow the dtype."""
+    """The official code may break under AMP (docs/model.md, departures); here buffers follow the dtype."""
     model = tiny().train()
     with torch.no_grad():
         model.cluster.fc2.weight.normal_(0, 0.5)

@@ -143,25 +143,25 @@ def bag_recorded(command: str, tmp_path: Path) -> None:
 
 NODE_COMMAND = "ros2 run clustvit_ros clustvit_node --ros-args -r image:=/camera/image_raw"
 LAUNCH_COMMAND = "ros2 launch clustvit_ros demo.launch.py rviz:=false"
-CHECKS: dict[str, Callable | None] = {  # None: the command the ones after it run against
+CHECKS: dict[str, Callable | None] = {  # None: a command that starts what the checks run against
     NODE_COMMAND: None,
-    "ros2 lifecycle get /clustvit": in_state("active [3]"),
-    "ros2 lifecycle set /clustvit deactivate": transitioned("inactive [2]", camera_subscribers=0),
-    "ros2 lifecycle set /clustvit cleanup": transitioned("unconfigured [1]", camera_subscribers=0),
-    "ros2 lifecycle set /clustvit configure": transitioned("inactive [2]", camera_subscribers=0),
-    "ros2 lifecycle set /clustvit activate": transitioned("active [3]", camera_subscribers=1),
     LAUNCH_COMMAND: None,
     "ros2 topic echo /clustvit/stats --once": echoed_once,
     "ros2 topic hz /clustvit/stats": hz,
+    "ros2 run rqt_plot rqt_plot /clustvit/gflops/data /clustvit/latency_ms/data": not_here("rqt_plot is a GUI"),
+    "ros2 topic echo /clustvit/stats --field gflops": echoed_field,
+    "ros2 bag record /clustvit/stats /diagnostics": bag_recorded,
     "ros2 param set /clustvit merge_budget 0.5": succeeded("merge_budget", 0.5),
     "ros2 param set /clustvit merge_budget 0.0": succeeded("merge_budget", 0.0),
     "ros2 param set /clustvit merge_bias 2.0": succeeded("merge_bias", 2.0),
     "ros2 param get /clustvit merge_budget": got,
     "ros2 param describe /clustvit merge_budget": described,
     "ros2 param set /clustvit merge_budget 1.5": refused,
-    "ros2 run rqt_plot rqt_plot /clustvit/gflops/data /clustvit/latency_ms/data": not_here("rqt_plot is a GUI"),
-    "ros2 topic echo /clustvit/stats --field gflops": echoed_field,
-    "ros2 bag record /clustvit/stats /diagnostics": bag_recorded,
+    "ros2 lifecycle get /clustvit": in_state("active [3]"),
+    "ros2 lifecycle set /clustvit deactivate": transitioned("inactive [2]", camera_subscribers=0),
+    "ros2 lifecycle set /clustvit cleanup": transitioned("unconfigured [1]", camera_subscribers=0),
+    "ros2 lifecycle set /clustvit configure": transitioned("inactive [2]", camera_subscribers=0),
+    "ros2 lifecycle set /clustvit activate": transitioned("active [3]", camera_subscribers=1),
 }
 
 

@@ -1,12 +1,15 @@
-"""The README's topic and parameter tables say what the node really declares and publishes."""
+"""The README's tables say what the node really declares and publishes, and every figure the README
+and docs/ quote from a benchmark is in the generated table they link to."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from rclpy.node import NodeNameNonExistentError
 
 from clustvit_ros.ros.params import PARAMETERS
+from support.markdown import BENCHMARKS, DECISIONS, claims, pages, quotes, section
 from support.models import make_checkpoint
 from support.node_process import running_node
 from support.processes import REPO
@@ -79,3 +82,51 @@ def test_topic_table_matches_what_the_node_publishes(graph):
     actual_in = {name: types[0] for name, types in subs.items() if name not in INFRASTRUCTURE}
     assert actual_in == {topic: readme_in[topic] for topic in (f"{ns}/image", f"{ns}/camera_info")}  # the defaults
     assert readme_in[f"{ns}/image/compressed"] == "sensor_msgs/msg/CompressedImage"
+
+
+def figure_problems(page: Path, benchmarks: Path) -> list[str]:
+    """Each benchmark figure of `page` that is not in a sentence linking its table in `benchmarks`,
+    or that the linked section does not hold (to the digits quoted)."""
+    problems = []
+    doc = benchmarks.read_text()
+    for claim in claims(page):
+        if not claim.figures:
+            continue
+        tables = [link for link in claim.links if link.target == benchmarks.resolve()]
+        if not tables:
+            problems.append(f"{claim.text!r} quotes {claim.figures} without linking the table")
+            continue
+        scope = "".join(section(doc, link.anchor) if link.anchor else doc for link in tables)
+        missing = [figure for figure in claim.figures if not quotes(figure, scope)]
+        if missing:
+            anchors = ", ".join(f"#{link.anchor}" for link in tables)
+            problems.append(f"{claim.text!r}: {missing} not in {benchmarks.name}{anchors}")
+    return problems
+
+
+QUOTING_PAGES = [page for page in pages() if page not in (BENCHMARKS, DECISIONS)]
+
+
+@pytest.mark.parametrize("page", QUOTING_PAGES, ids=lambda page: page.name)
+def test_quoted_figures_link_the_generated_table_they_copy(page):
+    assert not figure_problems(page, BENCHMARKS), "\n".join(figure_problems(page, BENCHMARKS))
+
+
+def test_a_drifted_or_unlinked_figure_is_caught(tmp_path):
+    bench = tmp_path / "docs" / "BENCHMARKS.md"
+    bench.parent.mkdir()
+    bench.write_text("# Benchmarks\n\n## Model level\n\n| model | speed-up |\n|---|---|\n| ViT-S | 1.75× |\n"
+                     "\n## Node level\n\n| overhead | 2.0 ms |\n")
+    page = tmp_path / "README.md"
+    link = "[model level](docs/BENCHMARKS.md#model-level)"
+    page.write_text(f"ViT-S runs 1.75× faster ({link}).\n\nIts overhead is 2.0 ms.\n")
+    assert figure_problems(page, bench) == [
+        "'Its overhead is 2.0 ms.' quotes ['2.0'] without linking the table"]
+    page.write_text(f"ViT-S runs 1.8× faster ({link}).\n")
+    assert figure_problems(page, bench) == []  # a copy rounded to the digits it shows
+    page.write_text(f"ViT-S runs 1.79× faster ({link}).\n")
+    assert len(figure_problems(page, bench)) == 1  # the table moved on, the copy did not
+    page.write_text(f"ViT-S runs 1.750× faster ({link}).\n")
+    assert len(figure_problems(page, bench)) == 1  # more digits than the table has
+    page.write_text("The overhead is 2.0 ms ([model level](docs/BENCHMARKS.md#model-level)).\n")
+    assert len(figure_problems(page, bench)) == 1  # in the file, but not in the section linked

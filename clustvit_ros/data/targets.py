@@ -1,4 +1,4 @@
-"""Pseudo-cluster targets for the Cluster module, computed from ground-truth masks (CLUSTVIT.md §2.1).
+"""Pseudo-cluster targets for the Cluster module, computed from ground-truth masks (docs/model.md).
 
 Per image and per ``patch_size`` x ``patch_size`` patch (token raster order):
 

@@ -10,7 +10,7 @@ Every transform is a callable ``t(image, mask, rng) -> (image, mask)`` with
 :class:`ToTensor` ends a pipeline and produces the package's sample convention (see
 ``datasets.py``): ``image uint8 (3, H, W)`` tensor and ``mask int64 (H, W)`` tensor.
 
-Training (CLUSTVIT.md §4): :func:`train_pipeline` = RandomResize (keep ratio) or fixed Resize,
+Training (docs/training.md): :func:`train_pipeline` = RandomResize (keep ratio) or fixed Resize,
 RandomCrop with ``cat_max_ratio``, horizontal flip, PhotoMetricDistortion, Pad to the crop size
 with 255. Evaluation needs no pipeline: it feeds raw images to the runtime engine, which resizes
 them its own way (``resize`` policy) and returns labels at the mask's resolution.
@@ -264,7 +264,7 @@ def train_pipeline(crop_size: tuple[int, int] = (512, 512), *,
                    fixed_size: tuple[int, int] | None = None, cat_max_ratio: float = 0.75,
                    flip_prob: float = 0.5, photometric: bool = True, blur_prob: float = 0.0,
                    ignore_index: int = 255) -> Compose:
-    """The CLUSTVIT.md §4 training pipeline ending in :class:`ToTensor`.
+    """The paper's training pipeline (docs/training.md) ending in :class:`ToTensor`.
 
     ADE20K: defaults (RandomResize (2048, 512) x [0.5, 2], crop 512, cat_max_ratio 0.75).
     SUIM / RumexWeeds: ``fixed_size=(512, 512)`` (exact resize, no keep ratio) replaces the

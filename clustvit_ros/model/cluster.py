@@ -1,4 +1,4 @@
-"""Cluster module, merge decision, mean-merge and Regenerator (CLUSTVIT.md §1.3-1.5).
+"""Cluster module, merge decision, mean-merge and Regenerator (docs/model.md, "Architecture").
 
 The algorithm in three pure steps, ToMe style:
 

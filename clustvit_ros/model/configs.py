@@ -9,7 +9,7 @@ from typing import Any
 from ..data.palettes import default_palette
 
 # name -> (embed_dim, depth, num_heads, mlp_hidden, cluster_hidden, training image side)
-# Paper / official configs (CLUSTVIT.md §1.1); the odd cluster widths are the released values.
+# The paper's variants (docs/model.md, "Variants"); the odd cluster widths are the released values.
 VARIANTS: dict[str, tuple[int, int, int, int, int, int]] = {
     "tiny": (192, 12, 3, 768, 774, 512),
     "small": (384, 12, 6, 1536, 1548, 512),

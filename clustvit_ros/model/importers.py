@@ -1,6 +1,6 @@
 """Import foreign weights: timm ViT, mmsegmentation Segmenter, official ClustViT release.
 
-Each scheme is a table of key renames onto this package's names (CLUSTVIT.md §9). Tensors keep
+Each scheme is a table of key renames onto this package's names (docs/model.md). Tensors keep
 their layout (timm ``attn.qkv`` and mmseg ``attn.attn.in_proj_*`` are both packed q, k, v) except:
 a position embedding on another grid is resized bicubically (mmseg ``resize_pos_embed``), and
 mmseg's 1x1 ``conv_seg`` becomes the linear head's ``Linear``. ``.pth`` files are read with

@@ -60,9 +60,9 @@ class ConvStem(nn.Module):
         self.proj = nn.Conv2d(self.channels[-1], embed_dim, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        # The wider convs after the first stage run channels-last (with the folded BatchNorms the
-        # whole model measured about 2 % faster on the CPU, docs/BENCHMARKS.md issue 14 item 3);
-        # the 3-channel input keeps its own layout. The flattened output is then token-major.
+        # The wider convs after the first stage run channels-last, the layout the CPU's conv kernels
+        # prefer (docs/decisions.md, "the default model misses the efficiency targets"); the
+        # 3-channel input keeps its own layout. The flattened output is then token-major.
         for i, layer in enumerate(self.stem):
             if i == self.STAGE:
                 x = x.contiguous(memory_format=torch.channels_last)

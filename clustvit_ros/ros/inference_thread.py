@@ -12,8 +12,8 @@ class InferenceThread:
 
     One thread for the node's whole life, across any number of configure/cleanup cycles: once a
     thread of a process has used torch's OpenMP pool, every other non-main thread that runs torch
-    gets about half the speed (docs/BENCHMARKS.md, finding 3), so a fresh thread per configure would
-    halve the speed after the first cleanup.
+    runs much slower (docs/decisions.md, "all torch work of the node runs on one worker thread"), so
+    a fresh thread per configure would slow every frame after the first cleanup.
     """
 
     def __init__(self, name: str) -> None:

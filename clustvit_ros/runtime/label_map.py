@@ -28,9 +28,9 @@ import torch
 from ..model.pixels import logits_to_pixels
 from .block_argmax import axis_maps, block_argmax
 
-# Below this many class x pixel values the blocks cost more than they save (2 CPU cores: the synthetic
-# model's 8 classes at 256 x 256 took 0.9 ms every class and 1.5 ms by blocks; CamVid's 11 at
-# 368 x 480 3.1 and 1.9 ms, at 640 x 480 5.2 and 4.4 ms).
+# Below this many class x pixel values the blocks cost more than they save: a few classes at a small
+# size upsample faster one by one (measured on a CPU: docs/decisions.md, "the label map decides
+# block by block").
 BLOCKS_FROM_VALUES = 1 << 20
 LABEL_MAP_PIXELS = 1 << 21  # 2.1 MP: the largest label map computed per class (1920x1080 fits)
 

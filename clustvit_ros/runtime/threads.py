@@ -2,10 +2,9 @@
 
 Torch's OpenMP threads wait for each other at the end of every parallel region by spinning. On a
 CPU that other processes also use, the kernel deschedules one of them and the others spin through
-their time slices waiting for it: beside one busy process on 2 cores the default model with 2
-threads was 5.4x slower at p50 and 6.3x at p95, ViT-S 512 beside a torch loop 5.7x / 9.8x (README,
-"Performance on a shared CPU"). One thread per free core avoids the wait; idle, all cores are
-faster. `InferenceThreads` measures, between frames, how much CPU the other processes took on the
+their time slices waiting for it, so one thread per core runs many times slower beside a busy
+process (docs/performance.md, "A shared CPU"). One thread per free core avoids the wait; idle, all
+cores are faster. `InferenceThreads` measures, between frames, how much CPU the other processes took on the
 cores this process may use, and sets torch's intra-op thread count to the cores they leave free.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The ClustViT training loss (CLUSTVIT.md §2.2): pixel CE + lambda x token CE on the clusters."""
+"""The ClustViT training loss (docs/model.md): pixel CE + lambda x token CE on the clusters."""
 from __future__ import annotations
 
 from typing import NamedTuple
