@@ -20,8 +20,9 @@ out right after its replay.
 A lock serialises capture, replay and :meth:`BlockGraphs.close`, so a close from another thread waits
 for a capture instead of breaking it; captures use the ``thread_local`` error mode, so CUDA calls
 that other threads make meanwhile (another engine, a cache release) do not invalidate them either.
-After close, and for a shape no capture covers, the same padded blocks run eagerly, which is also
-how the tests check on the CPU that buckets change no label.
+The captures of a process run one at a time on one stream per device, each warmed up on that
+stream first. After close, and for a shape no capture covers, the same padded blocks run eagerly,
+which is also how the tests check on the CPU that buckets change no label.
 
 The host still reads the token counts once per frame (to pick the bucket); what the graphs remove is
 the launch of every kernel.
@@ -42,7 +43,7 @@ from ..model.segmentor import ClustViT, TokenStats
 SMALLEST_STEP = 8
 MAX_GRAPHS = 128  # then all are dropped before the next input size is captured (resize none: many sizes)
 CAPTURE_ERROR_MODE = "thread_local"
-WARMUP_RUNS = 2  # eager runs of each shape on a side stream before its capture (lazy kernel set-up)
+WARMUP_RUNS = 2  # eager runs of each shape on the capture's stream before its capture (lazy set-up)
 
 
 def bucket_length(n: int) -> int:
@@ -162,17 +163,29 @@ class BlockGraphs:
         self._prepared.add((batch, full, dtype))
 
     def _capture(self, blocks: range, x: Tensor, key_valid: Tensor | None, out: Tensor) -> _Captured:
-        with torch.cuda.device(x.device):
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):  # warm-up off the capture: lazy kernel and workspace set-up
+        with _CAPTURE_LOCK, torch.cuda.device(x.device):
+            stream = _capture_stream(x.device)
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):  # warm-up on the capture's stream: lazy set-up, cuBLAS workspace
                 for _ in range(WARMUP_RUNS):
                     self.model.run_blocks(x, key_valid, blocks)
-            torch.cuda.current_stream().wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self._pool, capture_error_mode=CAPTURE_ERROR_MODE):
+            with torch.cuda.graph(graph, pool=self._pool, stream=stream, capture_error_mode=CAPTURE_ERROR_MODE):
                 out.copy_(self.model.run_blocks(x, key_valid, blocks))
         return _Captured(graph, x, key_valid, out)
+
+
+_CAPTURE_LOCK = threading.Lock()  # captures in a process share their stream: one at a time
+_CAPTURE_STREAMS: dict[int, torch.cuda.Stream] = {}
+
+
+def _capture_stream(device: torch.device) -> torch.cuda.Stream:
+    """The one stream every capture on `device` warms up and records on. One per device for the whole
+    process: cuBLAS keeps a workspace for every stream it has run on until the process ends, and a
+    workspace first made during a capture would come from the graphs' pool and pin it."""
+    if device.index not in _CAPTURE_STREAMS:
+        _CAPTURE_STREAMS[device.index] = torch.cuda.Stream(device)
+    return _CAPTURE_STREAMS[device.index]
 
 
 def _key(blocks: range, x: Tensor, key_valid: Tensor | None) -> tuple:
