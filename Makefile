@@ -39,8 +39,9 @@ help:
 	@echo "make clean   remove build/ and .venv/"
 	@echo "make demo    the node on a demo camera for ~20 s with a live merge-budget change -> out/"
 	@echo "make bench   model- and node-level benchmarks -> docs/BENCHMARKS.md (+ PNGs)"
-	@echo "make bench-gpu  on a machine with CUDA (< 5 min): ViT-T/S/B + default model, dense vs ClustViT,"
-	@echo "             fp32/fp16/bf16, with and without CUDA graphs, label checks -> docs/BENCHMARKS.md"
+	@echo "make bench-gpu  on a machine with CUDA, no venv or set-up needed (< 5 min): ViT-T/S/B + default"
+	@echo "             model, dense vs ClustViT, fp32/fp16/bf16, eager/padded/CUDA graphs, label checks"
+	@echo "             -> BENCH_GPU_OUT=$(BENCH_GPU_OUT) (tools/gpu_first_run.sh: the checks around it)"
 	@echo "make soak    10,000 frames through the node; memory/threads/fds/stamp age -> docs/BENCHMARKS.md"
 
 test: setup
@@ -94,6 +95,8 @@ BENCH_MODEL_ARGS ?=
 BENCH_NODE_ARGS ?=
 BENCH_CONTENTION_ARGS ?=
 BENCH_GPU_ARGS ?=
+BENCH_GPU_OUT ?= out/bench-gpu
+GPU_PYTHON ?= python3
 SOAK_ARGS ?=
 .PHONY: bench bench-gpu soak
 bench: setup
@@ -102,10 +105,13 @@ bench: setup
 	  $(VPY) benchmarks/bench_node.py --doc $(BENCH_DOC) $(BENCH_NODE_ARGS)
 	$(VPY) benchmarks/bench_contention.py --doc $(BENCH_DOC) $(BENCH_CONTENTION_ARGS)
 
-# `make bench-gpu`: on a machine with CUDA and a CUDA build of torch in .venv (docs/performance.md), the GPU
-# section of docs/BENCHMARKS.md in under 5 minutes (benchmarks/bench_gpu.py; exits 2 without CUDA).
-bench-gpu: setup
-	$(VPY) benchmarks/bench_gpu.py --doc $(BENCH_DOC) $(BENCH_GPU_ARGS)
+# `make bench-gpu`: benchmarks/bench_gpu.py straight from this checkout with GPU_PYTHON (a python with
+# a CUDA build of torch, numpy, OpenCV, PyYAML, safetensors, tqdm, matplotlib; no set-up, nothing
+# installed, no ROS), every result under BENCH_GPU_OUT, in under 5 minutes (exits 2 without CUDA).
+# `benchmarks/bench_gpu.py --publish DIR --doc docs/BENCHMARKS.md` then brings a run's section in.
+bench-gpu:
+	env -u AMENT_PREFIX_PATH PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" \
+	  $(GPU_PYTHON) benchmarks/bench_gpu.py --out $(BENCH_GPU_OUT) $(BENCH_GPU_ARGS)
 
 soak: setup
 	FASTDDS_DEFAULT_PROFILES_FILE=$(CURDIR)/config/fastdds.xml \

@@ -116,6 +116,24 @@ def test_a_batch_gives_each_image_the_same_output_as_running_it_alone():
             torch.testing.assert_close(one.cluster_logits[0], batch.cluster_logits[i])
 
 
+def test_a_batch_that_keeps_different_counts_copies_nothing_from_the_host(monkeypatch):
+    """Undoing the merge of a padded batch uses the kept counts already on the device: building a
+    tensor from the host's list would be a host-to-device copy on every such frame on a GPU."""
+    model = tiny(k=3, ip=1)
+    x = images(4, 48, 80)
+    x[1] *= 50
+
+    def no_host_tensor(*args, **kwargs):
+        raise AssertionError("a tensor built from host data during the forward")
+
+    with torch.no_grad():
+        expected = model(x, MergeBudget(0.6, -0.5))
+        assert len(set(expected.stats.kept_tokens)) > 1  # images keep different counts: padded slots
+        monkeypatch.setattr(torch, "tensor", no_host_tensor)
+        again = model(x, MergeBudget(0.6, -0.5))
+    torch.testing.assert_close(again.logits, expected.logits)
+
+
 def test_budget_zero_is_exactly_the_plain_vit():
     model = tiny()
     dense = ClustViT(ClustViTConfig.from_dict(model.config.to_dict() | {"k": 0})).eval()

@@ -8,7 +8,10 @@ import torch
 from clustvit_ros.data.palettes import LabelsError
 from clustvit_ros.model.budget import MergeBudget
 from clustvit_ros.model.checkpoints import CheckpointError
-from clustvit_ros.runtime.device import resolve_device, resolve_dtype
+from clustvit_ros.runtime import engine as engine_module
+from clustvit_ros.runtime import timing
+from clustvit_ros.runtime.block_graphs import BlockGraphs
+from clustvit_ros.runtime.device import device_scope, resolve_device, resolve_dtype
 from clustvit_ros.runtime.engine import Engine, model_input_size
 from support.models import CLASSES, make_checkpoint
 
@@ -135,3 +138,103 @@ def test_close_frees_the_model(checkpoint):
     assert model() is None, "something still holds the model"
     with pytest.raises(AttributeError):
         engine.run(_image(64, 64))
+
+
+def _reachable(root, seen=None):
+    """Every object reachable from `root` through attributes, dicts, lists, tuples and sets."""
+    seen = set() if seen is None else seen
+    if id(root) in seen or isinstance(root, (str, bytes, int, float, bool, type(None), np.ndarray)):
+        return
+    seen.add(id(root))
+    yield root
+    if isinstance(root, dict):
+        children = [*root.keys(), *root.values()]
+    elif isinstance(root, (list, tuple, set, frozenset)):
+        children = list(root)
+    elif isinstance(root, torch.Tensor) or not hasattr(root, "__dict__"):
+        children = []
+    else:
+        children = list(vars(root).values())
+    for child in children:
+        yield from _reachable(child, seen)
+
+
+def test_close_drops_every_reference_to_the_model_and_the_block_graphs(checkpoint):
+    """With `cuda_graphs` the engine also holds the graphs, their buffers and pool: close() must let
+    all of it go, or cleanup frees no GPU memory."""
+    import weakref
+
+    engine = Engine(checkpoint, device="cpu")
+    engine.blocks = BlockGraphs(engine.model, capture=False)  # what cuda_graphs holds, without a GPU
+    engine.run(_image(64, 64), MergeBudget(1.0, merge_bias=10.0))
+    held = [weakref.ref(o) for o in (engine.model, engine.blocks, engine._normalize)]
+    engine.close()
+    assert [ref() for ref in held] == [None, None, None], "something still holds the model or its graphs"
+    left = [o for o in _reachable(engine) if isinstance(o, (torch.Tensor, torch.nn.Module, BlockGraphs))]
+    assert not left, left
+
+
+class _FakeEvent:
+    """A CUDA event that records which stream it was recorded on (no GPU needed)."""
+
+    def __init__(self, enable_timing=False):
+        self.stream = None
+
+    def record(self, stream=None):
+        self.stream = stream
+
+    def synchronize(self):
+        pass
+
+    def elapsed_time(self, other):
+        return 1.0
+
+
+def test_stage_timings_on_cuda_n_are_recorded_on_that_devices_stream(monkeypatch):
+    """On cuda:1 the current device may be cuda:0; events on its stream would not time cuda:1's work."""
+    monkeypatch.setattr(timing.torch.cuda, "Event", _FakeEvent)
+    monkeypatch.setattr(timing.torch.cuda, "current_stream", lambda device=None: ("stream of", device))
+    clock = timing.StageClock(torch.device("cuda", 1))
+    events = []
+    for _ in range(3):
+        clock.mark()
+        events.append(clock._marks[-1])
+    assert clock.durations_ms() == [1.0, 1.0]
+    assert [e.stream for e in events] == [("stream of", torch.device("cuda", 1))] * 3
+
+
+def test_a_frame_runs_with_the_engines_device_current(engine, monkeypatch):
+    scopes = []
+
+    def recording_scope(device):
+        scopes.append(device)
+        return device_scope(device)
+
+    monkeypatch.setattr(engine_module, "device_scope", recording_scope)
+    engine.run(_image(64, 64))
+    assert scopes == [engine.device]
+    assert device_scope(torch.device("cuda", 1)).idx == 1  # torch.cuda.device(1): current while a frame runs
+    with device_scope(torch.device("cpu")):
+        pass
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("cuda_graphs", [False, True])
+def test_a_merged_frame_synchronises_the_host_twice(checkpoint, cuda_graphs):
+    """The kept-token count (one read for the whole frame) and the labels' copy to the host; the
+    dense path only the copy. Counted by torch's sync debug mode, on a frame after the first."""
+    import warnings
+
+    engine = Engine(checkpoint, device="cuda", cuda_graphs=cuda_graphs)
+    image = _image(64, 64)
+    for budget, expected in ((MergeBudget(0.0), 1), (MergeBudget(1.0, merge_bias=10.0), 2)):
+        engine.run(image, budget)
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                engine.run(image, budget)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        syncs = [f"{w.filename}:{w.lineno}" for w in caught if "synchronizing" in str(w.message)]
+        assert len(syncs) == expected, (budget, syncs)

@@ -81,7 +81,8 @@ class MergePlan:
 
     ``order`` (B, P): token indices with each image's kept tokens first (raster order), then its
     merged tokens (raster order). ``best`` (B, P): each token's cluster 0..k-1. ``skip``
-    (B, P, D): the pre-merge patch features. ``kept``: kept count per image (host ints).
+    (B, P, D): the pre-merge patch features. ``kept``: kept count per image (host ints), and
+    ``kept_n`` the same (B,) on the device, so that undoing a batch copies nothing from the host.
     ``key_valid``: the (B, 1+M_max+k) attention key mask, ``None`` when no slot is padding
     (always at batch size 1).
     """
@@ -90,6 +91,7 @@ class MergePlan:
     best: Tensor
     skip: Tensor
     kept: list[int]
+    kept_n: Tensor
     clusters_used: list[int]
     key_valid: Tensor | None
 
@@ -107,8 +109,7 @@ class MergePlan:
         if m_max == m_min:
             seq = torch.cat([kept_out, regen], dim=1)
         else:  # slot s of image b holds a kept token iff s < kept[b]
-            kept_n = torch.tensor(self.kept, device=x.device)
-            is_kept = torch.arange(p, device=x.device)[None, :] < kept_n[:, None]
+            is_kept = torch.arange(p, device=x.device)[None, :] < self.kept_n[:, None]
             seq = torch.where(is_kept[..., None], _pad_seq(kept_out, 0, p - m_max),
                               _pad_seq(regen, m_min, 0))
         return torch.cat([x[:, :1], _put(seq, self.order)], dim=1)
@@ -141,7 +142,7 @@ def merge(x: Tensor, merge_mask: Tensor, best: Tensor, k: int) -> tuple[Tensor, 
         slot_valid = torch.arange(m_max, device=x.device)[None, :] < kept_n[:, None]
         cluster_valid = (kept_n < p)[:, None].expand(-1, k)
         key_valid = torch.cat([slot_valid.new_ones(b, 1), slot_valid, cluster_valid], dim=1)
-    return out, MergePlan(order, best, z, kept, used, key_valid)
+    return out, MergePlan(order, best, z, kept, kept_n, used, key_valid)
 
 
 def _take(src: Tensor, idx: Tensor) -> Tensor:

@@ -6,88 +6,187 @@ shapes it was captured with, while a merged sequence ``[cls, kept tokens, cluste
 different length every frame. So its length is rounded up to a *bucket* (:func:`bucket_length`: at
 most 1/8 more tokens) and the padding is hidden from attention with a key mask: every real token's
 output is the unpadded one's up to float rounding (padded slots are queries whose rows are dropped,
-and never keys). Each (blocks, batch, bucket) gets its graph, captured the first time it occurs
-(that frame pays a capture: a few forwards of those blocks). The full sequences before merging and of
-the dense path have one length per input size and are captured as they are. All graphs share one
-memory pool: they never run at the same time, and each output is copied out before the next replay.
+and never keys). The padded slots are computed all the same: :func:`padded_gflops` counts them.
+
+Captures happen all at once, on the first frame of an input size (the node's warm-up frame): every
+graph a frame of that size can replay (the full sequence before merging and on the dense path, and
+every bucket a merged sequence can fall in: 44 graphs for a ViT at 512 x 512). A capture synchronises
+the device and empties the allocator's cache, so no later frame pays one. Each graph reads its input
+from, and writes its output to, one buffer per block range that is allocated outside the graphs'
+shared memory pool and that the graph sees a prefix of; what the blocks allocate inside is pool
+memory that every graph reuses, since graphs never run at the same time and each output is copied
+out right after its replay.
+
+A lock serialises capture, replay and :meth:`BlockGraphs.close`, so a close from another thread waits
+for a capture instead of breaking it; captures use the ``thread_local`` error mode, so CUDA calls
+that other threads make meanwhile (another engine, a cache release) do not invalidate them either.
+The captures of a process run one at a time on one stream per device, each warmed up on that
+stream first. After close, and for a shape no capture covers, the same padded blocks run eagerly,
+which is also how the tests check on the CPU that buckets change no label.
 
 The host still reads the token counts once per frame (to pick the bucket); what the graphs remove is
-the launch of every kernel. Off the GPU the same padding runs eagerly, which is how the tests check
-that buckets change no label.
+the launch of every kernel.
 """
 from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..model.segmentor import ClustViT
+from ..model.configs import ClustViTConfig
+from ..model.flops import block_flops, flop_terms
+from ..model.segmentor import ClustViT, TokenStats
 
 SMALLEST_STEP = 8
-MAX_GRAPHS = 128  # then all are dropped and captured again (input sizes that vary: resize none)
+MAX_GRAPHS = 128  # then all are dropped before the next input size is captured (resize none: many sizes)
+CAPTURE_ERROR_MODE = "thread_local"
+WARMUP_RUNS = 2  # eager runs of each shape on the capture's stream before its capture (lazy set-up)
 
 
 def bucket_length(n: int) -> int:
     """The bucket of an n-token sequence: n rounded up to a multiple of 1/8 of the largest power of
     two <= n (at least :data:`SMALLEST_STEP`), so padding adds at most 1/8 and a ViT at 512 x 512
-    (1,024 patch tokens) needs about 60 buckets between 1 and 1,028 tokens."""
+    (1,024 patch tokens) needs 41 buckets for its merged sequences (:func:`merged_buckets`)."""
     step = max(SMALLEST_STEP, (1 << (n.bit_length() - 1)) // 8)
     return -(-n // step) * step
+
+
+def merged_buckets(patch_tokens: int, k: int) -> list[int]:
+    """Every bucket a merged sequence ``[cls, M kept slots, k clusters]`` of images of `patch_tokens`
+    tokens can fall in, ascending: 0 <= M <= patch_tokens (in a batch, an image that merges nothing
+    keeps all its tokens beside one that merges)."""
+    return sorted({bucket_length(n) for n in range(1 + k, patch_tokens + k + 2)})
+
+
+def padded_gflops(config: ClustViTConfig, stats: TokenStats) -> float:
+    """GFLOPs of a forward whose merged sequences ran padded to their buckets (``cuda_graphs``): as
+    :func:`~clustvit_ros.model.flops.frame_gflops`, with the blocks after ``ip`` of each merged
+    image on its bucket's length, padded slots included (each image counted as if it ran alone)."""
+    total = 0
+    for kept in stats.kept_tokens:
+        terms = flop_terms(config, stats.grid, kept, stats.cluster_run)
+        if kept < stats.patch_tokens:
+            terms["blocks_merged"] = (config.depth - config.ip) * block_flops(
+                bucket_length(1 + kept + config.k), config.embed_dim, config.mlp_hidden)
+        total += sum(terms.values())
+    return total / 1e9
+
+
+@dataclass
+class _Captured:
+    """One captured graph and the prefixes of its block range's buffers that it reads and writes."""
+
+    graph: torch.cuda.CUDAGraph
+    x: Tensor
+    key_valid: Tensor | None
+    out: Tensor
+
+    def run(self, x: Tensor, key_valid: Tensor | None) -> Tensor:
+        self.x.copy_(x)
+        if self.key_valid is not None:
+            self.key_valid.copy_(key_valid)
+        self.graph.replay()
+        return self.out.clone()  # the next replay of a graph of this block range overwrites it
 
 
 class BlockGraphs:
     """A :data:`~clustvit_ros.model.segmentor.BlockRunner` for ``model.forward_features``.
 
-    Merged sequences are padded to their bucket; with ``capture`` (a CUDA model) every distinct
-    shape runs as a captured CUDA graph, otherwise eagerly.
+    Merged sequences are padded to their bucket; with ``capture`` (a CUDA model) every shape runs as a
+    captured CUDA graph, otherwise eagerly.
     """
 
     def __init__(self, model: ClustViT, capture: bool):
         self.model = model
         self.capture = capture
-        self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, Tensor, Tensor | None, Tensor]] = {}
+        self._graphs: dict[tuple, _Captured] = {}
+        self._prepared: set[tuple] = set()
         self._pool = torch.cuda.graph_pool_handle() if capture else None
+        self._lock = threading.Lock()
+        self._closed = False
 
     @property
     def graphs(self) -> int:
-        """How many graphs have been captured so far."""
+        """How many graphs are captured."""
         return len(self._graphs)
 
     def __call__(self, x: Tensor, key_valid: Tensor | None, blocks: range, merged: bool) -> Tensor:
-        if not len(blocks):
-            return x
         b, n, _ = x.shape
-        if merged:
+        if merged and len(blocks):
             size = bucket_length(n)
             valid = torch.ones(b, n, dtype=torch.bool, device=x.device) if key_valid is None else key_valid
             x, key_valid = F.pad(x, (0, 0, 0, size - n)), F.pad(valid, (0, size - n))
-        out = self._replay(x, key_valid, blocks) if self.capture else self.model.run_blocks(x, key_valid, blocks)
-        return out[:, :n]
+        if self.capture:
+            with self._lock:
+                if not self._closed:
+                    if not merged:  # a frame's first call has the full length: its input size
+                        self._prepare(b, n, x.dtype, x.device)
+                    captured = self._graphs.get(_key(blocks, x, key_valid))
+                    if captured is not None:
+                        return captured.run(x, key_valid)[:, :n]
+        return self.model.run_blocks(x, key_valid, blocks)[:, :n]
 
-    def _replay(self, x: Tensor, key_valid: Tensor | None, blocks: range) -> Tensor:
-        key = (blocks.start, blocks.stop, tuple(x.shape), x.dtype, key_valid is not None)
-        if key not in self._graphs:
-            if len(self._graphs) >= MAX_GRAPHS:
-                self._graphs.clear()
-            self._graphs[key] = self._capture(x, key_valid, blocks)
-        graph, static_x, static_valid, static_out = self._graphs[key]
-        static_x.copy_(x)
-        if static_valid is not None:
-            static_valid.copy_(key_valid)
-        graph.replay()
-        return static_out.clone()  # the next replay of this graph overwrites static_out
+    def close(self) -> None:
+        """Drop every graph and buffer (after a capture or replay in flight on another thread); the
+        blocks run eagerly from then on, so a frame still running finishes."""
+        with self._lock:
+            self._closed = True
+            self._graphs.clear()
+            self._prepared.clear()
+            self._pool = None
 
-    def _capture(self, x: Tensor, key_valid: Tensor | None, blocks: range) -> tuple:
-        static_x = x.clone()
-        static_valid = None if key_valid is None else key_valid.clone()
-        with torch.cuda.device(x.device):
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):  # warm-up off the capture: lazy kernel and workspace set-up
-                for _ in range(2):
-                    self.model.run_blocks(static_x, static_valid, blocks)
-            torch.cuda.current_stream().wait_stream(side)
+    def _prepare(self, batch: int, full: int, dtype: torch.dtype, device: torch.device) -> None:
+        """Capture every graph a batch of images of ``full - 1`` patch tokens can replay."""
+        if (batch, full, dtype) in self._prepared:
+            return
+        c = self.model.config
+        plan: dict[range, list[tuple[int, bool]]] = {range(0, c.depth): [(full, False)]}
+        if self.model.cluster is not None:
+            plan.setdefault(range(0, c.ip), []).append((full, False))
+            plan.setdefault(range(c.ip, c.depth), []).extend(
+                [(full, False)] + [(n, True) for n in merged_buckets(full - 1, c.k)])
+        plan = {blocks: list(dict.fromkeys(shapes)) for blocks, shapes in plan.items() if len(blocks)}
+        if len(self._graphs) + sum(map(len, plan.values())) > MAX_GRAPHS:
+            self._graphs.clear()
+            self._prepared.clear()
+        for blocks, shapes in plan.items():
+            longest = max(n for n, _ in shapes)
+            x_buf = torch.zeros(batch, longest, c.embed_dim, dtype=dtype, device=device)
+            valid_buf = torch.ones(batch, longest, dtype=torch.bool, device=device)
+            out_buf = torch.empty(batch, longest, c.embed_dim, dtype=dtype, device=device)
+            for n, masked in shapes:
+                x, valid, out = x_buf[:, :n], valid_buf[:, :n] if masked else None, out_buf[:, :n]
+                self._graphs[_key(blocks, x, valid)] = self._capture(blocks, x, valid, out)
+        self._prepared.add((batch, full, dtype))
+
+    def _capture(self, blocks: range, x: Tensor, key_valid: Tensor | None, out: Tensor) -> _Captured:
+        with _CAPTURE_LOCK, torch.cuda.device(x.device):
+            stream = _capture_stream(x.device)
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):  # warm-up on the capture's stream: lazy set-up, cuBLAS workspace
+                for _ in range(WARMUP_RUNS):
+                    self.model.run_blocks(x, key_valid, blocks)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self._pool):
-                static_out = self.model.run_blocks(static_x, static_valid, blocks)
-        return graph, static_x, static_valid, static_out
+            with torch.cuda.graph(graph, pool=self._pool, stream=stream, capture_error_mode=CAPTURE_ERROR_MODE):
+                out.copy_(self.model.run_blocks(x, key_valid, blocks))
+        return _Captured(graph, x, key_valid, out)
+
+
+_CAPTURE_LOCK = threading.Lock()  # captures in a process share their stream: one at a time
+_CAPTURE_STREAMS: dict[int, torch.cuda.Stream] = {}
+
+
+def _capture_stream(device: torch.device) -> torch.cuda.Stream:
+    """The one stream every capture on `device` warms up and records on. One per device for the whole
+    process: cuBLAS keeps a workspace for every stream it has run on until the process ends, and a
+    workspace first made during a capture would come from the graphs' pool and pin it."""
+    if device.index not in _CAPTURE_STREAMS:
+        _CAPTURE_STREAMS[device.index] = torch.cuda.Stream(device)
+    return _CAPTURE_STREAMS[device.index]
+
+
+def _key(blocks: range, x: Tensor, key_valid: Tensor | None) -> tuple:
+    return blocks.start, blocks.stop, tuple(x.shape), x.dtype, key_valid is not None

@@ -1,6 +1,8 @@
 """Choose the device and dtype the engine runs on, degrading to what this machine has."""
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from .choices import DTYPE_NAMES, check_device_spec
@@ -43,3 +45,12 @@ def resolve_dtype(name: str, device: torch.device) -> tuple[torch.dtype, list[st
     if name == "fp16" and device.type == "cpu":
         return torch.float32, ["dtype 'fp16' is not supported on the CPU: running in fp32"]
     return DTYPES[name], []
+
+
+def device_scope(device: torch.device) -> contextlib.AbstractContextManager:
+    """A context that makes `device` the current CUDA device (nothing on the CPU).
+
+    Streams, events and allocations that name no device follow the current one, which is cuda:0
+    unless set: without this, work for cuda:N would be timed and synchronised on cuda:0's stream.
+    """
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()

@@ -23,7 +23,7 @@ from ..model.pixels import Normalize
 from ..model.segmentor import TokenStats
 from .block_graphs import BlockGraphs
 from .choices import RESIZE_POLICIES
-from .device import resolve_device, resolve_dtype
+from .device import device_scope, resolve_device, resolve_dtype
 from .label_map import upsample_argmax
 from .timing import StageClock
 
@@ -117,6 +117,10 @@ class Engine:
     @torch.inference_mode()
     def run(self, rgb: np.ndarray, budget: MergeBudget = MergeBudget()) -> Result:
         """Segment one HxWx3 uint8 RGB image with the given merge budget."""
+        with device_scope(self.device):
+            return self._run(rgb, budget)
+
+    def _run(self, rgb: np.ndarray, budget: MergeBudget) -> Result:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an HxWx3 uint8 RGB image, got shape {rgb.shape} dtype {rgb.dtype}")
         image_hw = rgb.shape[:2]
@@ -145,10 +149,15 @@ class Engine:
             torch.cuda.empty_cache()
 
     def close(self) -> None:
-        """Free the model and return its GPU memory to the driver; the engine runs nothing after this.
+        """Free the model and its CUDA graphs and return their GPU memory to the driver; the engine
+        runs nothing after this.
 
-        A frame still running keeps what it uses until it returns.
+        A capture in flight on another thread finishes first. A frame still running keeps what it
+        uses until it returns (its blocks run without graphs from then on).
         """
+        blocks, self.blocks = self.blocks, None
+        if blocks is not None:
+            blocks.close()
         del self.model, self._normalize
         gc.collect()
         self.release_cached_memory()
