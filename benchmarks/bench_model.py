@@ -272,7 +272,7 @@ def section(groups: dict[tuple[str, str], list[ModelRun]], pngs: dict[tuple[str,
                 "The step after the model: bilinear upsample of the patch logits to the image + argmax. "
                 "The engine decides it block by block of the pixels that mix the same patch cells, each "
                 "block mixing only the classes that can win one of its pixels (`runtime/block_argmax.py`, "
-                "exact; from 1 M class × pixel values on, forced here for every model). Every class = "
+                "exact; from 1 M class × pixel values on, and 512 per logit cell, forced here for every model). Every class = "
                 "all classes upsampled with a running max, the reference. Each path's logits of the same "
                 f"scene, both label maps interleaved, {args.iters} runs each, p50.", "",
                 report.table(label_map_timing.HEADER, lm_rows), ""]

@@ -46,12 +46,12 @@ def measure(seg: Engine, rgb: np.ndarray, paths: list[tuple[str, MergeBudget]], 
     out = []
     for label, budget in paths:
         feats = seg.model.forward_features(x, budget)
-        logits = seg.model.forward_head(feats.tokens, feats.grid).float()
+        logits = seg.model.forward_head(feats.tokens, feats.grid, feats.skips).float()
         out.append(_describe(label, logits, hw))
         for _ in range(iters):
             for blocks_from, into in ((None, out[-1].all_ms), (0, out[-1].blocks_ms)):
                 t0 = time.perf_counter()
-                upsample_argmax(logits, hw, hw, hw, blocks_from=blocks_from).cpu()
+                upsample_argmax(logits, hw, hw, hw, blocks_from=blocks_from, blocks_per_cell=0).cpu()
                 into.append((time.perf_counter() - t0) * 1e3)
     return out
 
@@ -62,7 +62,7 @@ def _describe(label: str, logits: torch.Tensor, hw: tuple[int, int]) -> LabelMap
     with_pixels = int((rows.run_count > 0).sum() * (cols.run_count > 0).sum())
     mixed = len(found.block.unique())
     reference = upsample_argmax(logits, hw, hw, hw, blocks_from=None)
-    labels = upsample_argmax(logits, hw, hw, hw, blocks_from=0)
+    labels = upsample_argmax(logits, hw, hw, hw, blocks_from=0, blocks_per_cell=0)
     differ = (labels != reference).nonzero()
     scores = logits_to_pixels(logits, hw, hw)[0]
     y, x = differ[:, 0], differ[:, 1]

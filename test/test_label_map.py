@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clustvit_ros.runtime.block_argmax import axis_maps, candidates
+from clustvit_ros.runtime.block_argmax import axis_maps, block_argmax, candidates
 from clustvit_ros.runtime.label_map import upsample_argmax
 
 
@@ -40,12 +40,13 @@ def assert_argmax_up_to_rounding(labels, logits, padded, model, image):
     assert torch.all((best - chosen)[differ] <= 1e-5 * (1 + best.abs()[differ])), "a class that loses by more than rounding won"
 
 
+@pytest.mark.parametrize("cell", [16, 4])  # patch-level logits, and the fpn head's quarter patches
 @pytest.mark.parametrize("padded, model, image", [((64, 64), (64, 64), (48, 80)),
                                                   ((48, 64), (37, 61), (37, 61)),
                                                   ((48, 64), (37, 61), (90, 120))])
-def test_chunked_upsample_argmax_equals_the_full_argmax(padded, model, image):
+def test_chunked_upsample_argmax_equals_the_full_argmax(padded, model, image, cell):
     torch.manual_seed(0)
-    logits = torch.randn(1, 150, padded[0] // 16, padded[1] // 16)
+    logits = torch.randn(1, 150, padded[0] // cell, padded[1] // cell)
     assert torch.equal(upsample_argmax(logits, padded, model, image, max_elements=7 * image[0] * image[1]),
                        full_argmax(logits, padded, model, image))
 
@@ -54,19 +55,41 @@ def test_chunked_upsample_argmax_equals_the_full_argmax(padded, model, image):
 @given(grid=st.tuples(st.integers(1, 6), st.integers(1, 6)), crop=st.tuples(st.integers(0, 15), st.integers(0, 15)),
        image=st.tuples(st.integers(1, 70), st.integers(1, 70)), classes=st.integers(2, 40),
        spread=st.sampled_from([0.0, 0.5, 4.0]), integer=st.booleans(), seed=st.integers(0, 2**31 - 1),
-       chunk=st.integers(1, 9))
-def test_labels_by_blocks_equal_the_full_argmax(grid, crop, image, classes, spread, integer, seed, chunk):
-    """Scenes where a few classes dominate (pruning bites), near-ties and exact ties (integer logits)."""
+       chunk=st.integers(1, 9), cell=st.sampled_from([16, 4]))
+def test_labels_by_blocks_equal_the_full_argmax(grid, crop, image, classes, spread, integer, seed, chunk,
+                                                cell):
+    """Scenes where a few classes dominate (pruning bites), near-ties and exact ties (integer logits).
+    Logits on the patch grid (16 px a cell) or, as the fpn head gives them, on quarter patches of
+    the padded input (4 px a cell: the padding of up to 15 px then covers up to 3 whole cells)."""
     generator = torch.Generator().manual_seed(seed)
+    grid = (grid[0] * 16 // cell, grid[1] * 16 // cell)
     logits = torch.randn(1, classes, *grid, generator=generator)
     logits += spread * torch.randn(1, classes, 1, 1, generator=generator)  # some classes far behind
     if integer:
         logits = logits.round()  # many exact ties: the lower class id must win, as argmax does
-    padded = (grid[0] * 16, grid[1] * 16)
+    padded = (grid[0] * cell, grid[1] * cell)
     model = (padded[0] - min(crop[0], padded[0] - 1), padded[1] - min(crop[1], padded[1] - 1))
     labels = upsample_argmax(logits, padded, model, image, max_elements=chunk * image[0] * image[1],
-                             blocks_from=0)
+                             blocks_from=0, blocks_per_cell=0)
     assert_argmax_up_to_rounding(labels, logits, padded, model, image)
+
+
+@pytest.mark.parametrize("classes, cells, image, by_blocks", [
+    (11, (23, 30), (368, 480), True),    # patch logits: 256 pixels a cell
+    (11, (92, 120), (368, 480), False),  # the fpn head's quarter patches: 16 pixels a cell
+    (11, (92, 120), (736, 960), True),   # ... onto a larger image: 64 pixels a cell
+    (150, (92, 120), (368, 480), True),  # ... of many classes, most of which a block drops
+])
+def test_blocks_are_used_where_a_cell_spreads_over_enough_pixels(classes, cells, image, by_blocks, monkeypatch):
+    import clustvit_ros.runtime.label_map as label_map
+
+    calls = []
+    monkeypatch.setattr(label_map, "block_argmax", lambda *a, **kw: calls.append(1) or block_argmax(*a, **kw))
+    torch.manual_seed(0)
+    logits = torch.randn(1, classes, *cells)
+    labels = upsample_argmax(logits, (368, 480), (368, 480), image)
+    assert calls == ([1] if by_blocks else [])
+    assert_argmax_up_to_rounding(labels, logits, (368, 480), (368, 480), image)
 
 
 def block_classes(logits, padded, model, image):
@@ -115,7 +138,7 @@ def test_a_class_that_wins_only_after_two_resamplings_is_kept():
     padded, model, image = (16, 48), (16, 33), (1, 9)
     assert axis_maps((1, 3), padded, model, image)[1].width == 3  # two resamplings mix three cells
     assert 1 in block_classes(logits, padded, model, image)[(0, 0)]
-    labels = upsample_argmax(logits, padded, model, image, blocks_from=0)
+    labels = upsample_argmax(logits, padded, model, image, blocks_from=0, blocks_per_cell=0)
     assert labels.tolist() == [[0, 0, 0, 0, 0, 0, 1, 2, 2]]
     assert torch.equal(labels, full_argmax(logits, padded, model, image))
 

@@ -7,7 +7,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from clustvit_ros.cli import main
 from clustvit_ros.model.budget import MergeBudget
 from clustvit_ros.model.configs import ClustViTConfig
-from clustvit_ros.model.flops import dense_gflops, frame_gflops, image_gflops
+from clustvit_ros.model.flops import dense_gflops, flop_terms, frame_gflops, image_gflops
 from clustvit_ros.model.segmentor import ClustViT
 
 
@@ -114,3 +114,46 @@ def test_conv_stem_needs_a_power_of_two_patch():
     with pytest.raises(ValueError, match="power-of-two"):
         ClustViTConfig(embed_dim=32, depth=2, num_heads=2, mlp_hidden=64, patch_size=12, k=0,
                        img_size=(48, 48), num_classes=3, stem="conv")
+
+
+@pytest.mark.parametrize("patch, channels", [(8, 16), (16, 24)])
+def test_fpn_head_is_counted_exactly_at_every_budget(patch, channels):
+    """The decoder's projections, separable convs and classifier on their own grids; the stem's
+    maps it fuses are not computed twice (the count would exceed the analytic one)."""
+    torch.manual_seed(0)
+    cfg = ClustViTConfig(embed_dim=32, depth=3, num_heads=2, mlp_hidden=64, cluster_hidden=24,
+                         patch_size=patch, img_size=(64, 64), num_classes=5, k=2, ip=1,
+                         stem="conv", head="fpn", fpn_channels=channels)
+    model = ClustViT(cfg).eval()
+    with torch.no_grad():
+        model.cluster.fc2.weight.normal_(0, 1.0)
+    x = torch.randn(1, 3, 70, 90)
+    kept = set()
+    for budget in (MergeBudget(0.0), MergeBudget(0.5, 1e4), MergeBudget(1.0, -1e4)):
+        ref, out = counted(model, x, budget)
+        kept.add(out.stats.kept_tokens[0])
+        assert frame_gflops(cfg, out.stats, (70, 90)) == pytest.approx(ref, rel=1e-9)
+    p = out.stats.patch_tokens
+    assert kept == {p, p - p // 2}  # dense, half merged, and the Cluster MLP run for nothing
+    linear = ClustViTConfig(**{**cfg.__dict__, "head": "linear"})
+    assert dense_gflops(cfg, (70, 90)) > dense_gflops(linear, (70, 90))
+
+
+def test_flops_command_counts_the_fpn_head_on_a_conv_stem(capsys):
+    args = ["flops", "--variant", "tiny", "--size", "368x480", "--classes", "11", "--head", "fpn"]
+    assert main(args) == 2
+    assert "needs stem 'conv'" in capsys.readouterr().err
+    assert main([*args, "--stem", "conv"]) == 0
+    cfg = ClustViTConfig.from_variant("tiny", num_classes=11, head="fpn", stem="conv")
+    head = flop_terms(cfg, (23, 30))["head"] / 1e9
+    assert f"head {head:.3f})" in capsys.readouterr().out
+
+
+def test_fpn_head_adds_at_most_half_a_gflop_to_the_camvid_model():
+    """The shipped CamVid dims at a full 360 x 480 frame (6.56 GFLOPs dense with the linear head):
+    the decoder's cost, by the same count."""
+    dims = dict(embed_dim=128, depth=12, num_heads=4, mlp_hidden=512, cluster_hidden=128, k=3,
+                ip=1, stem="conv", img_size=(368, 480), num_classes=11)
+    extra = dense_gflops(ClustViTConfig(**dims, head="fpn"), (360, 480)) - dense_gflops(
+        ClustViTConfig(**dims, head="linear"), (360, 480))
+    assert 0 < extra < 0.5

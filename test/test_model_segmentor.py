@@ -61,8 +61,9 @@ def test_position_embedding_is_resized_bicubically_and_cached_per_grid_for_infer
     assert resize_pos_embed(enc.pos_embed, (4, 4), (4, 4)) is enc.pos_embed
 
 
-def test_the_batch_one_fast_path_syncs_the_host_at_most_once(monkeypatch):
-    model = tiny()
+@pytest.mark.parametrize("kw", [{}, {"stem": "conv", "head": "fpn"}])
+def test_the_batch_one_fast_path_syncs_the_host_at_most_once(monkeypatch, kw):
+    model = tiny(**kw)
     x = torch.randn(1, 3, 64, 96)
     calls = []
 

@@ -4,16 +4,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from clustvit_ros.data.palettes import LabelsError
+from clustvit_ros.data.synthetic_render import render_scene
 from clustvit_ros.model.budget import MergeBudget
-from clustvit_ros.model.checkpoints import CheckpointError
+from clustvit_ros.model.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from clustvit_ros.model.pixels import logits_to_pixels
+from clustvit_ros.model.segmentor import ClustViT
 from clustvit_ros.runtime import engine as engine_module
+from clustvit_ros.runtime import label_map
 from clustvit_ros.runtime import timing
+from clustvit_ros.runtime.block_argmax import block_argmax
 from clustvit_ros.runtime.block_graphs import BlockGraphs
 from clustvit_ros.runtime.device import device_scope, resolve_device, resolve_dtype
 from clustvit_ros.runtime.engine import Engine, model_input_size
-from support.models import CLASSES, make_checkpoint
+from support.models import CLASSES, make_checkpoint, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -238,3 +244,54 @@ def test_a_merged_frame_synchronises_the_host_twice(checkpoint, cuda_graphs):
             torch.cuda.set_sync_debug_mode("default")
         syncs = [f"{w.filename}:{w.lineno}" for w in caught if "synchronizing" in str(w.message)]
         assert len(syncs) == expected, (budget, syncs)
+
+
+@pytest.fixture(scope="module")
+def fpn_checkpoint(tmp_path_factory):
+    """An fpn model briefly trained on synthetic scenes: logits with class boundaries, BatchNorms
+    with statistics (folding them at load matters)."""
+    torch.manual_seed(0)
+    model = ClustViT(tiny_config(stem="conv", head="fpn", fpn_channels=16))
+    scenes = [render_scene(np.random.default_rng(i), (64, 64)) for i in range(4)]
+    images = torch.stack([torch.from_numpy(rgb).permute(2, 0, 1) for rgb, _ in scenes])
+    masks = torch.stack([torch.from_numpy(mask).long() % len(CLASSES) for _, mask in scenes])
+    optimizer = torch.optim.Adam(model.parameters(), 3e-3)
+    for _ in range(30):
+        loss = F.cross_entropy(model(model.normalize(images)).logits, masks)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    path = tmp_path_factory.mktemp("fpn") / "fpn.safetensors"
+    save_checkpoint(model.eval(), path)
+    return path
+
+
+@pytest.mark.parametrize("resize, hw, by_blocks", [("none", (37, 61), False), ("none", (497, 611), False),
+                                                  ("fixed", (497, 611), True)])
+def test_fpn_engine_labels_are_the_checkpoints_own_forward(fpn_checkpoint, resize, hw, by_blocks, monkeypatch):
+    """Quarter-patch logits through the engine (BatchNorms folded at load, channels-last stem) and
+    both label-map paths: every class at once while a logit cell covers few pixels, block by block
+    where it covers many (a 64 x 64 model input shown on a 497 x 611 image). Each pixel gets the
+    unfolded model's best class, up to float rounding."""
+    blocks = []
+    monkeypatch.setattr(label_map, "block_argmax",
+                        lambda *a, **kw: blocks.append(a[0].shape) or block_argmax(*a, **kw))
+    engine = Engine(fpn_checkpoint, device="cpu", resize=resize)
+    image = render_scene(np.random.default_rng(5), hw)[0]
+    result = engine.run(image)
+    model = load_checkpoint(fpn_checkpoint)
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float()
+    x = F.interpolate(x, size=result.model_hw, mode="bilinear", align_corners=False)
+    with torch.inference_mode():
+        padded = model.pad_to_patches(model.normalize(x))
+        feats = model.forward_features(padded)
+        cells = model.forward_head(feats.tokens, feats.grid, feats.skips)
+        logits = logits_to_pixels(cells, padded.shape[-2:], result.model_hw, hw)[0]
+    assert cells.shape[-2:] == (padded.shape[-2] // 4, padded.shape[-1] // 4)
+    assert blocks == ([cells.shape] if by_blocks else [])
+    labels = torch.from_numpy(result.labels).long()
+    assert len(labels.unique()) > 1
+    best, chosen = logits.max(0).values, logits.gather(0, labels[None])[0]
+    assert torch.all(best - chosen <= 1e-4 * (1 + best.abs()))
+    assert (labels == logits.argmax(0)).float().mean() > 0.999
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in engine.model.modules())

@@ -1,12 +1,16 @@
 """The training loop on a tiny model: seeded, resumable, dense baseline, DDP (1 gloo process)."""
 from __future__ import annotations
 
+import json
+import math
 import socket
 
 import pytest
 import torch
 import torch.distributed as dist
+import yaml
 
+from clustvit_ros.cli import main
 from clustvit_ros.model.checkpoints import CheckpointError, load_checkpoint
 import clustvit_ros.train.train as loop
 from clustvit_ros.train.config import TrainConfig
@@ -119,3 +123,18 @@ def test_ddp_path_with_one_gloo_process(tmp_path, monkeypatch):
     finally:
         dist.destroy_process_group()
     assert len(result.history) == 2 and result.checkpoint.is_file()
+
+
+def test_clustvit_train_with_the_fpn_head(tmp_path):
+    """``clustvit train`` with the decoder switched on by overrides: the checkpoint rebuilds it and
+    the periodic evaluation runs it through the engine."""
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(TINY))
+    assert main(["train", "--config", str(recipe), "model.stem=conv", "model.head=fpn",
+                 "model.fpn_channels=16", f"train.out_dir={tmp_path}", "--no-progress"]) == 0
+    model = load_checkpoint(tmp_path / "model.safetensors")
+    assert (model.config.head, model.config.fpn_channels) == ("fpn", 16)
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log if "loss" in e] == [1, 2, 3, 4]
+    assert all(math.isfinite(e["loss"]) for e in log if "loss" in e)
+    assert 0 <= log[-1]["miou"] <= 1 and log[-1]["step"] == 4

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from ..model.configs import HEADS, VARIANTS, ClustViTConfig
+from ..model.configs import HEADS, STEMS, VARIANTS, ClustViTConfig
 from ..model.flops import block_flops, flop_terms, grid_of
 
 
@@ -18,7 +18,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--classes", type=int, required=True, metavar="C")
     parser.add_argument("--k", type=int, default=3, help="clusters (0: plain ViT)")
     parser.add_argument("--ip", type=int, default=3, help="injection point (block index)")
-    parser.add_argument("--head", choices=HEADS, default="mask")
+    parser.add_argument("--head", choices=HEADS, default="mask", help="fpn needs --stem conv")
+    parser.add_argument("--stem", choices=STEMS, default="patch")
     parser.set_defaults(func=_run)
 
 
@@ -35,13 +36,14 @@ def _size(text: str) -> tuple[int, int]:
 
 def _run(args: argparse.Namespace) -> int:
     cfg = ClustViTConfig.from_variant(args.variant, num_classes=args.classes, k=args.k,
-                                      ip=args.ip, head=args.head)
+                                      ip=args.ip, head=args.head, stem=args.stem)
     grid = grid_of(cfg, args.size)
     p = grid[0] * grid[1]
     dense = flop_terms(cfg, grid)
     total = sum(dense.values()) / 1e9
-    print(f"ViT-{args.variant} + {args.head} head, {args.size[0]}x{args.size[1]} px -> "
-          f"{grid[0]}x{grid[1]} = {p} patch tokens, {args.classes} classes")
+    print(f"ViT-{args.variant} ({args.stem} stem) + {args.head} head, "
+          f"{args.size[0]}x{args.size[1]} px -> {grid[0]}x{grid[1]} = {p} patch tokens, "
+          f"{args.classes} classes")
     print(f"dense: {total:.3f} GFLOPs (patch embed {dense['patch_embed'] / 1e9:.3f}, "
           f"{cfg.depth} blocks {dense['blocks'] / 1e9:.3f}, head {dense['head'] / 1e9:.3f})")
     if cfg.k == 0:

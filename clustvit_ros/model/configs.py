@@ -17,7 +17,7 @@ VARIANTS: dict[str, tuple[int, int, int, int, int, int]] = {
     "large": (1024, 24, 16, 4096, 4128, 640),
 }
 _DIM_FIELDS = ("embed_dim", "depth", "num_heads", "mlp_hidden", "cluster_hidden")
-HEADS = ("mask", "linear")
+HEADS = ("mask", "linear", "fpn")
 STEMS = ("patch", "conv")
 
 # Upper bounds of every dimension a config may claim. A checkpoint's config is untrusted input, so
@@ -26,7 +26,7 @@ STEMS = ("patch", "conv")
 # (ip lies below depth whenever it is used.)
 DIMENSION_LIMITS = {"embed_dim": 2048, "depth": 48, "num_heads": 32, "mlp_hidden": 8192,
                     "cluster_hidden": 8192, "patch_size": 32, "img_size": 2048, "k": 64,
-                    "head_layers": 8, "num_classes": 256}
+                    "head_layers": 8, "fpn_channels": 1024, "num_classes": 256}
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,11 @@ class ClustViTConfig:
     ``ip`` is the index of the block before which the Cluster module runs (0 <= ip < depth).
     ``stem``: ``patch`` (the ViT's strided patch conv) or ``conv`` (a stack of 3x3 stride-2 convs,
     :class:`~clustvit_ros.model.vit.ConvStem`; needs a power-of-two patch size).
+    ``head``: ``mask`` (Segmenter's mask transformer, ``head_layers`` blocks), ``linear`` (one
+    Linear per patch) or ``fpn`` (:class:`~clustvit_ros.model.fpn_head.FPNHead`: a light decoder
+    of ``fpn_channels`` channels that fuses the conv stem's finer maps with the final tokens and
+    predicts at a quarter of the patch size, half as wide there; needs ``stem: conv`` and a patch
+    size of 8 or more).
     ``num_classes`` may be left 0 when ``class_names`` is given; missing names become
     ``class_<i>`` and a missing palette the VOC colour map. ``mean``/``std`` apply to RGB 0..255.
     """
@@ -61,6 +66,7 @@ class ClustViTConfig:
     cluster_hidden: int = 1548
     head: str = "mask"
     head_layers: int = 2
+    fpn_channels: int = 64
     drop_path: float = 0.1
     mean: tuple[float, float, float] = (127.5, 127.5, 127.5)
     std: tuple[float, float, float] = (127.5, 127.5, 127.5)
@@ -89,7 +95,8 @@ class ClustViTConfig:
                 raise ValueError(f"invalid ClustViTConfig: {why}")
 
         need(self.variant in (*VARIANTS, "custom"), f"unknown variant {self.variant!r}")
-        for name in ("embed_dim", "depth", "num_heads", "mlp_hidden", "patch_size", "head_layers"):
+        for name in ("embed_dim", "depth", "num_heads", "mlp_hidden", "patch_size", "head_layers",
+                     "fpn_channels"):
             need(int(getattr(self, name)) > 0, f"{name} must be positive")
         need(self.embed_dim % self.num_heads == 0,
              f"embed_dim {self.embed_dim} not divisible by num_heads {self.num_heads}")
@@ -104,6 +111,9 @@ class ClustViTConfig:
         need(self.stem != "conv" or power_of_two,
              f"a conv stem needs a power-of-two patch size >= 2, got {self.patch_size}")
         need(self.head in HEADS, f"head must be one of {HEADS}, got {self.head!r}")
+        need(self.head != "fpn" or (self.stem == "conv" and self.patch_size >= 8),
+             "the fpn head fuses the conv stem's feature maps: it needs stem 'conv' and a patch "
+             f"size of 8 or more, got stem {self.stem!r}, patch size {self.patch_size}")
         need(len(self.class_names) == self.num_classes,
              f"{len(self.class_names)} class names for num_classes={self.num_classes}")
         need(len(self.palette) == self.num_classes,
@@ -118,6 +128,11 @@ class ClustViTConfig:
     def grid(self) -> tuple[int, int]:
         """The learned position-embedding grid (patches) of ``img_size``."""
         return self.img_size[0] // self.patch_size, self.img_size[1] // self.patch_size
+
+    @property
+    def logit_stride(self) -> int:
+        """Pixels per cell of the head's logits: the patch size, a quarter of it for ``fpn``."""
+        return self.patch_size // 4 if self.head == "fpn" else self.patch_size
 
     @classmethod
     def from_variant(cls, name: str, **overrides: Any) -> "ClustViTConfig":

@@ -9,12 +9,14 @@ frame merged); the Cluster MLP on the P patch tokens (whenever it ran,
 even if it then merged nothing); the Regenerator on the P - M merged tokens; the head: for the
 mask transformer its input projection, its blocks on P + C tokens (with the C class-embedding
 tokens), the patch and class projections and the patch-class product; for the linear head its
-Linear(D -> C).
+Linear(D -> C); for the fpn head its token projection, the 1x1 projections of the stem's two maps,
+its two separable convs (3x3 depthwise, 1x1 pointwise) and the 1x1 classifier, each on its own
+grid (P cells for the tokens, 4P at half the patch stride, 16P at a quarter) and width.
 
 Not counted (elementwise or data movement, as in the paper): bias adds, LayerNorm, BatchNorm,
 GELU/ReLU, softmax, residual adds, L2 normalisation, position-embedding add and its bicubic
-resize, the gathers/scatters and segment means of merging, padding, and the bilinear upsampling of
-the logits.
+resize, the gathers/scatters and segment means of merging, padding, the fpn head's bilinear x2
+upsamplings and skip adds, and the bilinear upsampling of the logits.
 
 A batched forward is counted per image as if that image ran alone (batch size 1 is exact); the
 compute wasted on padded slots of a batch is not counted.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import math
 
 from .configs import ClustViTConfig
+from .fpn_head import quarter_channels
 from .segmentor import TokenStats
 from .vit import stem_channels
 
@@ -66,9 +69,16 @@ def embed_flops(config: ClustViTConfig, grid: tuple[int, int]) -> int:
 
 
 def head_flops(config: ClustViTConfig, p: int) -> int:
+    """The head on ``p`` patch tokens."""
     c, d = config, config.embed_dim
     if c.head == "linear":
         return 2 * p * d * c.num_classes
+    if c.head == "fpn":
+        ch, fine = c.fpn_channels, quarter_channels(c.fpn_channels)
+        quarter, half = stem_channels(c.patch_size, d)[-3:-1]
+        # per pixel: 1x1 projection of the stem's map, 3x3 depthwise, 1x1 pointwise (to `fine`)
+        return 2 * (p * d * ch + 4 * p * (half * ch + 9 * ch + ch * fine)
+                    + 16 * p * (quarter * fine + 9 * fine + fine * fine + fine * c.num_classes))
     n = p + c.num_classes
     return (2 * p * d * d + c.head_layers * block_flops(n, d, 4 * d)
             + 2 * n * d * d + 2 * p * c.num_classes * d)

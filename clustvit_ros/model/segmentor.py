@@ -14,9 +14,10 @@ from torch import Tensor, nn
 from .budget import MergeBudget
 from .cluster import ClusterModule, MergePlan, Regenerator, decide, merge
 from .configs import ClustViTConfig
+from .fpn_head import FPNHead
 from .heads import LinearHead, MaskTransformerHead
 from .pixels import Normalize, logits_to_pixels, pad_to_patches
-from .vit import ConvStem, VisionTransformer
+from .vit import ConvStem, VisionTransformer, stem_channels
 
 
 @dataclass
@@ -44,12 +45,14 @@ class TokenStats:
 
 
 class Features(NamedTuple):
-    """``forward_features`` result: final-normed (B, P, D) patch tokens on an (h, w) grid."""
+    """``forward_features`` result: final-normed (B, P, D) patch tokens on an (h, w) grid, and the
+    conv stem's feature maps the head fuses (the ``fpn`` head; empty for the others)."""
 
     tokens: Tensor
     grid: tuple[int, int]
     cluster_logits: Tensor | None
     stats: TokenStats
+    skips: tuple[Tensor, ...] = ()
 
 
 BlockRunner = Callable[[Tensor, "Tensor | None", range, bool], Tensor]
@@ -82,9 +85,14 @@ class ClustViT(nn.Module):
                                          c.stem)
         self.cluster = ClusterModule(c.embed_dim, c.cluster_hidden, c.k) if c.k else None
         self.regenerator = Regenerator(c.embed_dim) if c.k else None
+        self.skips = 0  # how many of the conv stem's feature maps the head fuses
         if c.head == "mask":
             self.head = MaskTransformerHead(c.embed_dim, c.num_heads, c.num_classes,
                                             c.head_layers, c.drop_path)
+        elif c.head == "fpn":
+            quarter, half = stem_channels(c.patch_size, c.embed_dim)[-3:-1]
+            self.head = FPNHead(c.embed_dim, (quarter, half), c.num_classes, c.fpn_channels)
+            self.skips = 2
         else:
             self.head = LinearHead(c.embed_dim, c.num_classes)
 
@@ -93,10 +101,12 @@ class ClustViT(nn.Module):
         return Normalize(self.config, rgb.device)(rgb)
 
     def fold_batchnorm(self) -> "ClustViT":
-        """For inference: fold the conv stem's BatchNorms into its convs (eval mode; a no-op for
-        the plain patch embedding). Returns the model."""
+        """For inference: fold the BatchNorms of the conv stem and the fpn head into their convs
+        (eval mode; a no-op for the plain patch embedding and the other heads). Returns the model."""
         if isinstance(self.encoder.patch_embed, ConvStem):
             self.encoder.patch_embed.fold_batchnorm()
+        if isinstance(self.head, FPNHead):
+            self.head.fold_batchnorm()
         return self
 
     def forward_features(self, images: Tensor, budget: MergeBudget | None = None,
@@ -112,7 +122,7 @@ class ClustViT(nn.Module):
                              f"{tuple(images.shape[-2:])}; use forward() to pad")
         budget = budget or MergeBudget()
         run = blocks or self.run_blocks
-        x, grid = self.encoder.embed(images)
+        x, grid, skips = self.encoder.embed(images, self.skips)
         run_cluster = self.cluster is not None and budget.cap(grid[0] * grid[1]) > 0
         depth, ip = self.config.depth, self.config.ip if run_cluster else self.config.depth
         logits = plan = None
@@ -126,7 +136,8 @@ class ClustViT(nn.Module):
         if plan is not None:
             x = plan.unmerge(x, self.regenerator)
         x = self.encoder.norm(x)
-        return Features(x[:, 1:], grid, logits, self._stats(plan, x.shape[0], grid, run_cluster))
+        return Features(x[:, 1:], grid, logits, self._stats(plan, x.shape[0], grid, run_cluster),
+                        skips)
 
     def run_blocks(self, x: Tensor, key_valid: Tensor | None, blocks: range, merged: bool = False) -> Tensor:
         """The encoder blocks in `blocks` on (B, N, D) tokens (:data:`BlockRunner`)."""
@@ -134,8 +145,12 @@ class ClustViT(nn.Module):
             x = self.encoder.blocks[i](x, key_valid)
         return x
 
-    def forward_head(self, tokens: Tensor, grid: tuple[int, int]) -> Tensor:
-        """(B, P, D) patch tokens -> (B, C, h, w) patch-level logits."""
+    def forward_head(self, tokens: Tensor, grid: tuple[int, int],
+                     skips: tuple[Tensor, ...] = ()) -> Tensor:
+        """(B, P, D) patch tokens (and ``Features.skips``) -> (B, C, h', w') logits, one cell per
+        ``config.logit_stride`` pixels of the padded input: the patch grid, 4x finer for fpn."""
+        if isinstance(self.head, FPNHead):
+            return self.head(tokens, grid, skips)
         return self.head(tokens, grid)
 
     def pad_to_patches(self, images: Tensor) -> Tensor:
@@ -146,7 +161,8 @@ class ClustViT(nn.Module):
         h, w = images.shape[-2:]
         padded = self.pad_to_patches(images)
         feats = self.forward_features(padded, budget)
-        logits = logits_to_pixels(self.forward_head(feats.tokens, feats.grid), padded.shape[-2:], (h, w))
+        logits = self.forward_head(feats.tokens, feats.grid, feats.skips)
+        logits = logits_to_pixels(logits, padded.shape[-2:], (h, w))
         return SegOutput(logits, feats.cluster_logits, feats.stats)
 
     @staticmethod

@@ -60,14 +60,23 @@ class ConvStem(nn.Module):
         self.proj = nn.Conv2d(self.channels[-1], embed_dim, 1)
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.forward_with_skips(x, 0)[0]
+
+    def forward_with_skips(self, x: Tensor, skips: int) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """(B, 3, H, W) -> ((B, P, D) tokens, the feature maps of the ``skips`` stages before the
+        last, finest first): the maps a decoder fuses, kept as the stem computes them."""
         # The wider convs after the first stage run channels-last, the layout the CPU's conv kernels
         # prefer (docs/decisions.md, "the default model misses the efficiency targets"); the
         # 3-channel input keeps its own layout. The flattened output is then token-major.
+        stages = []
         for i, layer in enumerate(self.stem):
             if i == self.STAGE:
                 x = x.contiguous(memory_format=torch.channels_last)
             x = layer(x)
-        return self.proj(x).flatten(2).transpose(1, 2)
+            if i % self.STAGE == self.STAGE - 1:
+                stages.append(x)
+        kept = tuple(stages[len(stages) - 1 - skips:-1]) if skips else ()
+        return self.proj(x).flatten(2).transpose(1, 2), kept
 
     def fold_batchnorm(self) -> None:
         """Fold each eval-mode BatchNorm into the conv before it (for inference only: the folded
@@ -195,9 +204,14 @@ class VisionTransformer(nn.Module):
             pos = self._pos_cache[key] = resize_pos_embed(self.pos_embed, self.grid, grid).to(dtype)
         return pos
 
-    def embed(self, images: Tensor) -> tuple[Tensor, tuple[int, int]]:
-        """(B, 3, H, W) with H, W multiples of the patch size -> ((B, 1+P, D) tokens, (h, w))."""
+    def embed(self, images: Tensor, skips: int = 0
+              ) -> tuple[Tensor, tuple[int, int], tuple[Tensor, ...]]:
+        """(B, 3, H, W) with H, W multiples of the patch size -> ((B, 1+P, D) tokens, (h, w), the
+        conv stem's last ``skips`` feature maps before the tokens, finest first)."""
         h, w = images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size
-        x = self.patch_embed(images)
+        if skips and not isinstance(self.patch_embed, ConvStem):
+            raise ValueError("only the conv stem has feature maps to pass on")
+        x, kept = self.patch_embed.forward_with_skips(images, skips) if skips else (
+            self.patch_embed(images), ())
         x = torch.cat([self.cls_token.to(x.dtype).expand(x.shape[0], -1, -1), x], dim=1)
-        return x + self.pos_embed_for((h, w), x.dtype), (h, w)
+        return x + self.pos_embed_for((h, w), x.dtype), (h, w), kept

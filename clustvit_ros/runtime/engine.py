@@ -130,7 +130,7 @@ class Engine:
         x = self.model.pad_to_patches(self._preprocess(rgb, size))
         clock.mark()
         feats = self.model.forward_features(x, budget, self.blocks)
-        patch_logits = self.model.forward_head(feats.tokens, feats.grid)
+        patch_logits = self.model.forward_head(feats.tokens, feats.grid, feats.skips)
         clock.mark()
         labels = upsample_argmax(patch_logits, tuple(x.shape[-2:]), size, image_hw).cpu().numpy()
         clock.mark()

@@ -2,9 +2,10 @@
 
 This runs on every frame and does not shrink with token merging, so it is kept cheap three ways:
 
-- on the CPU, from :data:`BLOCKS_FROM_VALUES` class x pixel values on, each block of pixels mixes
-  only the classes that can win one of them (:mod:`.block_argmax`, exact): with 150 classes a block
-  keeps one class or a handful, also where merging put steps into the logits;
+- on the CPU, from :data:`BLOCKS_FROM_VALUES` class x pixel values on, and from
+  :data:`BLOCKS_FROM_CELL_VALUES` of them per logit cell, each block of pixels mixes only the
+  classes that can win one of them (:mod:`.block_argmax`, exact): with 150 classes a block keeps
+  one class or a handful, also where merging put steps into the logits;
 - otherwise all classes are upsampled, in bounded chunks with a running max, so C x H x W is never
   allocated at once (150 classes at 720p would be 550 MB in fp32). On a GPU this is the path at
   every class count: there the full upsample is cheap, and it needs no host synchronisation;
@@ -32,20 +33,30 @@ from .block_argmax import axis_maps, block_argmax
 # size upsample faster one by one (measured on a CPU: docs/decisions.md, "the label map decides
 # block by block").
 BLOCKS_FROM_VALUES = 1 << 20
+# Each block tests every class on its cells, which pays only where a cell spreads over enough
+# pixels x classes: the fpn head's quarter-patch logits (16 pixels a cell at the model's size) of
+# CamVid's 11 classes took as long by blocks as every class at once with smooth logits and up to
+# 6x longer with noisy ones (an untrained head); 150 classes at 16 pixels a cell, or 11 smooth ones
+# at 63, went 3-4x faster by blocks. Patch-level logits (256 pixels a cell) are far above the bound.
+BLOCKS_FROM_CELL_VALUES = 512
 LABEL_MAP_PIXELS = 1 << 21  # 2.1 MP: the largest label map computed per class (1920x1080 fits)
 
 
 def upsample_argmax(patch_logits: torch.Tensor, padded_hw: tuple[int, int], model_hw: tuple[int, int],
                     image_hw: tuple[int, int], max_elements: int = 1 << 24,
-                    blocks_from: int | None = BLOCKS_FROM_VALUES) -> torch.Tensor:
-    """Class ids (H, W) uint8 at the image's resolution from (1, C, h, w) patch-level logits.
+                    blocks_from: int | None = BLOCKS_FROM_VALUES,
+                    blocks_per_cell: int = BLOCKS_FROM_CELL_VALUES) -> torch.Tensor:
+    """Class ids (H, W) uint8 at the image's resolution from (1, C, h, w) logits on cells that
+    tile the padded model input: its patches, or the fpn head's quarter patches (the block
+    weights come from the interpolation itself, so both are exact).
 
     The logits are mapped onto the image by :func:`~clustvit_ros.model.pixels.logits_to_pixels`
     (bilinear to the padded model input, cropped, resized to the image). Bilinear interpolation
     acts on each class separately, so classes are processed in chunks of at most `max_elements`
     output values with a running max; ties keep the lower class id, as argmax does. On the CPU,
-    from `blocks_from` class x pixel values on (None: never, the benchmarks' reference), each block
-    of pixels mixes only the classes that can win it instead (:mod:`.block_argmax`). In float32.
+    from `blocks_from` class x pixel values on (None: never, the benchmarks' reference) and from
+    `blocks_per_cell` of them per logit cell, each block of pixels mixes only the classes that can
+    win it instead (:mod:`.block_argmax`). In float32.
     Above `LABEL_MAP_PIXELS` (or the model input's size, if larger) the label map is made at that
     size and enlarged (see the module docstring).
     """
@@ -53,18 +64,21 @@ def upsample_argmax(patch_logits: torch.Tensor, padded_hw: tuple[int, int], mode
     limit = max(LABEL_MAP_PIXELS, model_hw[0] * model_hw[1])
     h, w = image_hw
     if h * w <= limit:
-        return _exact(patch_logits, padded_hw, model_hw, image_hw, max_elements, blocks_from)
+        return _exact(patch_logits, padded_hw, model_hw, image_hw, max_elements, blocks_from, blocks_per_cell)
     small_h = max(1, math.floor(h * math.sqrt(limit / (h * w))))
     small_w = max(1, min(w, limit // small_h))
-    labels = _exact(patch_logits, padded_hw, model_hw, (small_h, small_w), max_elements, blocks_from)
+    labels = _exact(patch_logits, padded_hw, model_hw, (small_h, small_w), max_elements, blocks_from,
+                    blocks_per_cell)
     return _enlarge(labels, image_hw)
 
 
 def _exact(patch_logits: torch.Tensor, padded_hw: tuple[int, int], model_hw: tuple[int, int],
-           image_hw: tuple[int, int], max_elements: int, blocks_from: int | None) -> torch.Tensor:
+           image_hw: tuple[int, int], max_elements: int, blocks_from: int | None,
+           blocks_per_cell: int) -> torch.Tensor:
     """The argmax of every pixel at `image_hw`: block by block, or every class in chunks."""
     classes, h, w = patch_logits.shape[1:]
-    if (blocks_from is not None and classes * image_hw[0] * image_hw[1] >= blocks_from
+    values = classes * image_hw[0] * image_hw[1]
+    if (blocks_from is not None and values >= max(blocks_from, blocks_per_cell * h * w)
             and patch_logits.device.type == "cpu"):
         return block_argmax(patch_logits, *axis_maps((h, w), padded_hw, model_hw, image_hw), max_elements)
     up = partial(logits_to_pixels, padded_hw=padded_hw, input_hw=model_hw, out_hw=image_hw)
