@@ -5,19 +5,16 @@ import math
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
 
 import clustvit_ros.train.train as loop
-from clustvit_ros.data.datasets import FileDataset, SegmentationDataset
-from clustvit_ros.data.palettes import CAMVID
 from clustvit_ros.train.distill import Distiller, distillation_loss
 from clustvit_ros.train.metrics import ConfusionMatrix
 from clustvit_ros.train.teacher_espnet import (ESPNET_CAMVID_MEAN_BGR, ESPNET_CAMVID_STD_BGR,
                                                ESPNetTeacher, TeacherWeightsError,
-                                               check_teacher_frames, load_espnet_teacher)
+                                               load_espnet_teacher)
 from clustvit_ros.train.train import train
 from test_train_loop import tiny_config
 
@@ -170,44 +167,6 @@ def test_distiller_drops_a_void_output_and_refuses_other_class_counts():
         ESPNetTeacher(4)
 
 
-def fake_camvid(root: Path, names: dict[str, list[str]]) -> Path:
-    """A SegNet-layout CamVid folder with 64x64 frames of the given names per split."""
-    rng = np.random.default_rng(0)
-    for split, frames in names.items():
-        (root / split).mkdir(parents=True)
-        (root / f"{split}annot").mkdir()
-        lines = []
-        for name in frames:
-            cv2.imwrite(str(root / split / name), rng.integers(0, 256, (64, 64, 3), np.uint8))
-            cv2.imwrite(str(root / f"{split}annot" / name), rng.integers(0, 11, (64, 64), np.uint8))
-            lines.append(f"{split}/{name} {split}annot/{name}")
-        (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
-    return root
-
-
-def test_the_teacher_never_runs_on_the_held_out_sequence(tmp_path):
-    held_out = FileDataset([(Path("train/0016E5_07959.png"), Path("a")),
-                            (Path("train/0006R0_f02910.png"), Path("b"))], CAMVID)
-    with pytest.raises(ValueError, match="0006R0.*1 such frame.*0006R0_f02910.png"):
-        check_teacher_frames(held_out)
-    check_teacher_frames(FileDataset([(Path("train/0016E5_07959.png"), Path("a"))], CAMVID))
-
-    class Unlisted(SegmentationDataset):  # CamVid frames behind a dataset that names none
-        class_info = CAMVID
-
-    with pytest.raises(ValueError, match="cannot list the frames of Unlisted"):
-        check_teacher_frames(Unlisted())
-    root = fake_camvid(tmp_path / "camvid", {"train": ["0001TP_006690.png", "0006R0_f02910.png"],
-                                             "val": ["0016E5_07959.png"]})
-    save_old_style(random_teacher(12), tmp_path / "teacher.pth")
-    cfg = tiny_config(tmp_path / "run", model={"k": 0},
-                      data={"dataset": "camvid", "root": str(root), "size": [64, 64],
-                            "val_length": 0},
-                      train={"distill_teacher": str(tmp_path / "teacher.pth")})
-    with pytest.raises(ValueError, match="never runs on sequence"):
-        train(cfg, progress=False)
-
-
 def test_training_with_a_teacher_adds_its_term_on_the_same_augmented_batch(tmp_path, monkeypatch):
     save_old_style(random_teacher(9), tmp_path / "teacher.pth")  # 8 synthetic classes + void
     seen = {"student": [], "teacher": [], "teacher_training": []}
@@ -249,7 +208,6 @@ def test_the_released_espnet_camvid_weights_load_and_segment_val_frames():
         pytest.skip(f"no CamVid at {CAMVID_ROOT} (set CLUSTVIT_CAMVID_ROOT)")
     from clustvit_ros.data.formats import CamVid
     val = CamVid(CAMVID_ROOT, "val")
-    check_teacher_frames(val)
     matrix = ConfusionMatrix(11)
     torch.set_num_threads(1)
     for i in range(0, len(val), 25):  # 5 frames of sequence 0016E5

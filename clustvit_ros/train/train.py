@@ -35,14 +35,13 @@ from ..model.segmentor import ClustViT
 from ..runtime.engine import Engine
 from .class_weights import class_weights
 from .config import TrainConfig, load_config
-from .data import raw_dataset, train_dataset, val_dataset
+from .data import train_dataset, val_dataset
 from .distill import Distiller
 from .distributed import DistInfo, all_mean, barrier, init_distributed
 from .evaluate import evaluate
 from .losses import Losses, clustvit_loss
 from .optim import build_optimizer, build_scheduler
 from .state import load_state, save_state, set_rng_state
-from .teacher_espnet import check_teacher_frames
 
 
 @dataclass
@@ -244,7 +243,6 @@ def _build_run(cfg: TrainConfig, data: SegmentationDataset, info: DistInfo) -> _
                 flush=True)
     distiller = None
     if cfg.train.distill_teacher:
-        check_teacher_frames(raw_dataset(cfg.data, cfg.data.train_split, cfg.data.train_length))
         distiller = Distiller.from_file(cfg.train.distill_teacher, model.config.num_classes,
                                         cfg.train.distill_weight, cfg.train.distill_temperature,
                                         cfg.train.ignore_index, info.device)
