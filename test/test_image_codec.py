@@ -294,6 +294,58 @@ def test_rgb8_to_compressed_rejects_bad_input():
         rgb8_to_compressed(SMOOTH, "bmp")
 
 
+def progressive_jpeg(height: int, width: int, repeats: int = 0) -> bytes:
+    """A progressive JPEG of a flat image whose last scan comes `repeats` more times: each copy is
+    27 bytes, and each costs the decoder a pass over every block of the image."""
+    flat = np.full((height, width, 3), 128, np.uint8)
+    data = cv2.imencode(".jpg", flat, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    last_scan = data[data.rfind(b"\xff\xda"):-2]
+    return data[:-2] + last_scan * repeats + b"\xff\xd9"
+
+
+def test_a_progressive_jpeg_whose_scans_repeat_is_refused_before_decoding(monkeypatch):
+    """A 130 kB JPEG of 4096x3072 (the default max_image_pixels) with 2000 copies of its last scan:
+    OpenCV would make 2010 passes over 12.6 MP (about 17 ms each on one core: 35 s). The markers
+    are walked instead, in well under a millisecond, and the 33rd scan refuses the frame."""
+    from clustvit_ros.data.image_bytes import MAX_JPEG_SCANS
+
+    bomb = CompressedImage(format="jpeg", data=progressive_jpeg(3072, 4096, repeats=2000))
+    assert len(bomb.data) < 200_000
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: pytest.fail("the scan bomb was decoded"))
+    with pytest.raises(ImageDecodeError, match=f"more than {MAX_JPEG_SCANS} scans"):
+        compressed_to_rgb8(bomb)
+
+
+def test_ordinary_progressive_and_baseline_jpegs_are_within_the_scan_limit():
+    from clustvit_ros.data.image_bytes import MAX_JPEG_SCANS
+
+    standard = progressive_jpeg(48, 64)
+    assert standard.count(b"\xff\xda") == 10 < MAX_JPEG_SCANS  # libjpeg's progressive script
+    assert compressed_to_rgb8(CompressedImage(format="jpeg", data=standard)).shape == (48, 64, 3)
+    near_limit = progressive_jpeg(48, 64, repeats=MAX_JPEG_SCANS - 10)
+    assert compressed_to_rgb8(CompressedImage(format="jpeg", data=near_limit)).shape == (48, 64, 3)
+    with pytest.raises(ImageDecodeError, match="scans"):
+        compressed_to_rgb8(CompressedImage(format="jpeg", data=progressive_jpeg(48, 64, MAX_JPEG_SCANS - 9)))
+
+
+def test_a_jpeg_of_more_marker_segments_than_the_limit_is_refused():
+    from clustvit_ros.data.image_bytes import MAX_JPEG_SEGMENTS
+
+    comments = b"\xff\xfe\x00\x02" * MAX_JPEG_SEGMENTS  # empty COM segments after SOI
+    with pytest.raises(ImageDecodeError, match=f"more than {MAX_JPEG_SEGMENTS} marker segments"):
+        compressed_to_rgb8(comp("jpeg", JPEG[:2] + comments + JPEG[2:]))
+    few = b"\xff\xfe\x00\x02" * 100
+    assert compressed_to_rgb8(comp("jpeg", JPEG[:2] + few + JPEG[2:])).shape == SMOOTH.shape
+
+
+def test_a_jpeg_with_a_second_frame_header_is_refused():
+    sof = JPEG.index(b"\xff\xc0")
+    length = JPEG[sof + 2] << 8 | JPEG[sof + 3]
+    frame = JPEG[sof:sof + 2 + length]
+    with pytest.raises(ImageDecodeError, match="second frame header"):
+        compressed_to_rgb8(comp("jpeg", JPEG[:sof] + frame + frame + JPEG[sof + 2 + length:]))
+
+
 # ----------------------------------------------------------------------------- property tests
 @st.composite
 def raw_images(draw):

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ..data.files import read_text
 from ..model.checkpoints import save_checkpoint
 from ..model.configs import HEADS
 from ..model.importers import SCHEMES, import_weights
@@ -38,7 +39,7 @@ def _run(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if args.classes:
         path = Path(args.classes)
-        names = path.read_text().split("\n") if path.is_file() else args.classes.split(",")
+        names = read_text(path).split("\n") if path.is_file() else args.classes.split(",")
         overrides["class_names"] = tuple(n.strip() for n in names if n.strip())
     for name in ("num_classes", "num_heads", "k", "ip", "head"):
         if getattr(args, name) is not None:

@@ -23,6 +23,7 @@ were started with).
 """
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Callable, Sequence
@@ -32,6 +33,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .files import IMAGE_FILE_LIMIT, read_bytes, read_text
+from .image_bytes import DEFAULT_MAX_PIXELS, ImageDecodeError, decode
 from .palettes import IGNORE_INDEX, ClassInfo, default_palette
 from .transforms import ToTensor
 
@@ -46,27 +49,29 @@ _to_tensor = ToTensor()
 _AUGMENT_TAG = 0xA5A5  # separates augmentation streams from any other (seed, ...) stream
 
 
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as ``uint8 (H, W, 3)`` RGB (8-bit conversion, alpha dropped)."""
-    img = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise OSError(f"cannot read image {path}")
+def read_rgb(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read an image file as ``uint8 (H, W, 3)`` RGB (8-bit conversion, alpha dropped).
+
+    Read and decoded within bounds (:mod:`.files`, :mod:`.image_bytes`): a file that is not a
+    regular one, is larger than ``IMAGE_FILE_LIMIT`` or declares more than `max_pixels` pixels is
+    refused with a ValueError naming it, before it is decoded."""
+    img = _decode_file(path, cv2.IMREAD_COLOR, max_pixels)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def read_label(path: str | os.PathLike) -> np.ndarray:
-    """Read a single-channel label image (8- or 16-bit) as stored, without colour conversion.
+def read_label(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read a single-channel label image (8- or 16-bit) as stored, without colour conversion,
+    within the bounds of :func:`read_rgb`.
 
     Palette ("P" mode) PNGs are read as their palette indices (through Pillow, which OpenCV
     would otherwise expand to colours)."""
     path = os.fspath(path)
-    lab = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if lab is None:
-        raise OSError(f"cannot read label image {path}")
+    data = read_bytes(path, IMAGE_FILE_LIMIT)
+    lab = _decode_file(path, cv2.IMREAD_UNCHANGED, max_pixels, data)
     if lab.ndim == 3:
         try:
             from PIL import Image
-            with Image.open(path) as im:
+            with Image.open(io.BytesIO(data)) as im:
                 if im.mode == "P":
                     return np.asarray(im, dtype=np.uint8).copy()
         except ImportError:  # pragma: no cover - Pillow is a matplotlib dependency
@@ -76,6 +81,14 @@ def read_label(path: str | os.PathLike) -> np.ndarray:
     if lab.dtype not in (np.uint8, np.uint16):
         raise ValueError(f"{path}: unsupported label dtype {lab.dtype}")
     return lab
+
+
+def _decode_file(path: str | os.PathLike, flags: int, max_pixels: int, data: bytes | None = None) -> np.ndarray:
+    try:
+        data = read_bytes(path, IMAGE_FILE_LIMIT) if data is None else data
+        return decode(data, max_pixels, flags, what="image", camera=False)
+    except ImageDecodeError as exc:
+        raise ImageDecodeError(f"{os.fspath(path)}: {exc}") from None
 
 
 class SegmentationDataset(Dataset):
@@ -174,7 +187,7 @@ def read_classes_file(path: str | os.PathLike) -> tuple[list[str], np.ndarray | 
     starting with ``//``) is class id ``i``. A line may end with an RGB colour ``#RRGGBB``
     (separated by whitespace); either every class has one or none does."""
     names, colours = [], []
-    for raw in Path(path).read_text(encoding="utf-8").splitlines():
+    for raw in read_text(path).splitlines():
         line = raw.strip()
         if not line or line.startswith("//"):
             continue
@@ -193,7 +206,7 @@ def read_classes_file(path: str | os.PathLike) -> tuple[list[str], np.ndarray | 
 def read_palette_file(path: str | os.PathLike) -> np.ndarray:
     """``palette.txt``: one ``R G B`` (0..255, spaces or commas) per line, in class order."""
     rows = []
-    for raw in Path(path).read_text(encoding="utf-8").splitlines():
+    for raw in read_text(path).splitlines():
         line = raw.replace(",", " ").strip()
         if line and not line.startswith("//"):
             rows.append([int(v) for v in line.split()[:3]])

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from .datasets import FileDataset, SegmentationDataset, read_rgb
+from .files import TEXT_LIMIT, read_bytes, read_text
 from .palettes import ADE20K as ADE20K_INFO
 from .palettes import CAMVID as CAMVID_INFO
 from .palettes import CITYSCAPES as CITYSCAPES_INFO
@@ -172,7 +173,7 @@ class CamVid(FileDataset):
     def _read_list(root: Path, name: str) -> list[tuple[Path, Path]]:
         listing = _require(root / f"{name}.txt", f"CamVid {name} list")
         samples = []
-        for n, line in enumerate(listing.read_text().splitlines(), 1):
+        for n, line in enumerate(read_text(listing).splitlines(), 1):
             parts = line.split()
             if not parts:
                 continue
@@ -236,7 +237,7 @@ class SUIM(FileDataset):
         if split in ("train", "val"):
             listed = base / f"{split}.txt"
             if listed.is_file():
-                stems = [s.strip() for s in listed.read_text().splitlines() if s.strip()]
+                stems = [s.strip() for s in read_text(listed).splitlines() if s.strip()]
             else:
                 shuffled = list(stems)
                 random.Random(split_seed).shuffle(shuffled)
@@ -264,8 +265,12 @@ class SUIM(FileDataset):
 # ------------------------------------------------------------------------------- RumexWeeds ----
 def parse_cvat_polygons(xml_path: str | os.PathLike) -> dict[str, list[tuple[str, np.ndarray, int]]]:
     """CVAT-for-images XML -> ``{image name: [(label, points (N, 2) float, z_order), ...]}``."""
+    try:
+        root = ET.fromstring(read_bytes(xml_path, TEXT_LIMIT))
+    except ET.ParseError as exc:
+        raise ValueError(f"{os.fspath(xml_path)}: not valid XML: {exc}") from None
     out: dict[str, list] = {}
-    for image in ET.parse(os.fspath(xml_path)).getroot().iter("image"):
+    for image in root.iter("image"):
         polys = []
         for poly in image.findall("polygon"):
             pts = [tuple(float(v) for v in pair.split(","))
@@ -315,7 +320,7 @@ class RumexWeeds(SegmentationDataset):
                 raise FileNotFoundError(f"no *random_{split}.txt in {d}")
         rel, seen = [], set()
         for f in files:
-            for line in Path(f).read_text().splitlines():
+            for line in read_text(f).splitlines():
                 line = line.strip()
                 if line and line not in seen:
                     seen.add(line)

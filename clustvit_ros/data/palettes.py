@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
+
+from .files import read_yaml
 
 IGNORE_INDEX = 255
 
@@ -81,8 +82,8 @@ def read_labels_file(path: str | Path, num_classes: int) -> ClassInfo:
     ``tools/make_labels.py`` writes them) for a model of ``num_classes`` classes."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        data = read_yaml(path)
+    except (OSError, ValueError) as exc:  # missing, not a regular file, too large, not YAML
         raise LabelsError(f"labels file {path}: {exc}") from exc
     entries = data.get("classes") if isinstance(data, dict) else None
     if not isinstance(entries, list):

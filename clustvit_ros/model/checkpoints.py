@@ -68,16 +68,17 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
     The config is a claim, so nothing is allocated from it: its dimensions are bounded
     (:func:`~.configs.check_dimensions`), the model is laid out on the meta device (shapes, no
-    memory), and the names and shapes in the file's header are checked against it before a tensor
-    is read; safetensors checks that the file holds the bytes its header promises. Raises
+    memory), and the names, shapes and dtypes in the file's header are checked against it before a
+    tensor is read; safetensors checks that the file holds the bytes its header promises. Raises
     :class:`CheckpointError` naming the file for a missing or corrupt file, a missing, unbounded or
-    inconsistent config, and missing, unexpected or wrongly shaped tensors.
+    inconsistent config, and missing, unexpected, wrongly shaped or not floating-point tensors.
     """
-    meta, shapes = _open(path, _header)
+    meta, shapes, dtypes = _open(path, _header)
     config, _ = _parse_metadata(meta, path)
     with torch.device("meta"):
         model = ClustViT(config)
     check_shapes(model, shapes, str(path))
+    check_dtypes(model, dtypes, str(path))
     tensors = _open(path, lambda f: {k: f.get_tensor(k) for k in f.keys()})
     model.load_state_dict(tensors, strict=True, assign=True)
     return model.to(map_location).eval()
@@ -101,9 +102,25 @@ def check_shapes(model: torch.nn.Module, shapes: dict[str, tuple[int, ...]], sou
         raise CheckpointError(f"{source}: tensors do not match its config: " + ", ".join(problems))
 
 
-def _header(f) -> tuple[dict[str, str] | None, dict[str, tuple[int, ...]]]:
-    """A safetensors file's metadata and tensor shapes, from its header alone."""
-    return f.metadata(), {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
+"""The safetensors dtypes a floating-point tensor of the model may be stored in."""
+
+
+def check_dtypes(model: torch.nn.Module, dtypes: dict[str, str], source: str) -> None:
+    """Raise :class:`CheckpointError` listing tensors whose stored dtype (safetensors' name: F32,
+    I8, BOOL, ...) is not floating point where the model's is: the model would not run on them."""
+    wrong = [f"{k}: {dtypes[k]}" for k, v in model.state_dict().items()
+             if v.is_floating_point() and dtypes.get(k, "F32") not in FLOAT_DTYPES]
+    if wrong:
+        raise CheckpointError(f"{source}: tensors stored in a dtype that is not floating point "
+                              f"({', '.join(sorted(FLOAT_DTYPES))}): {'; '.join(wrong)}")
+
+
+def _header(f) -> tuple[dict[str, str] | None, dict[str, tuple[int, ...]], dict[str, str]]:
+    """A safetensors file's metadata, tensor shapes and tensor dtypes, from its header alone."""
+    slices = {k: f.get_slice(k) for k in f.keys()}
+    return (f.metadata(), {k: tuple(s.get_shape()) for k, s in slices.items()},
+            {k: s.get_dtype() for k, s in slices.items()})
 
 
 def _open(path: str | os.PathLike, read):

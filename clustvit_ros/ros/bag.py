@@ -14,15 +14,17 @@ each with the image's header and log time, so ``ros2 bag play`` and Foxglove sho
 FrameStats as the node fills them (``runtime.frame``), except that ``queue_ms`` is 0 and
 ``stamp_age_ms`` NaN: nothing waits or travels offline.
 
-Untrusted bags: an image message that cannot be decoded (corrupt CDR bytes, a bad or oversized
-image, a model input out of bounds) is skipped and counted, as the node does. The output is written
-to a temporary file beside OUTPUT and renamed over it only when complete, so a failed run leaves
-any previous OUTPUT as it was; OUTPUT may not be INPUT (compared by inode: links too) nor anything
-but a regular file. Every failure is one line and a non-zero exit.
+Untrusted bags: an image message that cannot be decoded (corrupt CDR bytes, a schema that does not
+match its type, a bad or oversized image, a model input out of bounds) is skipped and counted, as the
+node does. No chunk is inflated, nor record read, beyond ``--max-chunk-mib`` (``bag_reader``). The
+output is written to a temporary file beside OUTPUT and renamed over it only when complete, so a
+failed run (a stop signal too: see ``cli``) leaves any previous OUTPUT as it was; OUTPUT may not be
+INPUT (compared by inode: links too) nor anything but a regular file. Every failure is one line and
+a non-zero exit.
 
-This module imports only argparse and the engine's option names at import time (the ``clustvit``
-command loads it for its help); running it needs mcap, mcap-ros2-support, the ROS message packages'
-``.msg`` files and torch.
+This module imports only argparse, the engine's option names and ``runtime.error_text`` at import
+time (the ``clustvit`` command loads it for its help); running it needs mcap, mcap-ros2-support, the
+ROS message packages' ``.msg`` files and torch.
 """
 from __future__ import annotations
 
@@ -30,18 +32,20 @@ import argparse
 import math
 import os
 import stat
-import struct
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..runtime.choices import DTYPE_NAMES, RESIZE_POLICIES
+from ..runtime.error_text import error_text
 
+DEFAULT_MAX_CHUNK_MIB = 256
+"""Largest inflated chunk, or other record, read from a bag by default (rosbag2 writes 768 KiB chunks,
+and one larger message fills a chunk of its own: a 12.6 MP rgba16 image is 100 MB)."""
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 OUTPUT_TYPES = {"mask": "sensor_msgs/msg/Image", "mask_color": "sensor_msgs/msg/Image",
                 "overlay": "sensor_msgs/msg/Image", "stats": "clustvit_ros/msg/FrameStats"}
-CORRUPT_CDR = (struct.error, ValueError, RuntimeError, IndexError)  # what bad bytes make the decoder raise
 
 
 def add_parser(subparsers) -> None:
@@ -66,6 +70,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--alpha", type=float, default=0.5, help="overlay weight of the mask (default 0.5)")
     p.add_argument("--max-image-pixels", type=int, metavar="N",
                    help="larger images are skipped (default: the node's max_image_pixels default)")
+    p.add_argument("--max-chunk-mib", type=int, default=DEFAULT_MAX_CHUNK_MIB, metavar="MIB",
+                   help="largest chunk (inflated) or other record of the bag to read; a larger one "
+                        f"ends the run (default {DEFAULT_MAX_CHUNK_MIB})")
     p.add_argument("--prefix", default="", help="output topic prefix (default: <topic>/clustvit)")
     p.add_argument("--no-mask-color", action="store_true", help="do not write mask_color")
     p.add_argument("--no-overlay", action="store_true", help="do not write overlay")
@@ -92,7 +99,7 @@ class Summary:
 
     def skipped(self, log_time: int, reason: str) -> None:
         self.errors += 1
-        self.first_error = self.first_error or f"log time {log_time}: {reason}"
+        self.first_error = self.first_error or error_text(f"log time {log_time}: {reason}")
 
     def add(self, frame, times) -> None:
         self.frames += 1
@@ -111,6 +118,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--budget must lie in [0, 1] and --bias be finite, got {args.budget}, {args.bias}")
     if args.max_image_pixels is not None and args.max_image_pixels < 1:
         raise ValueError(f"--max-image-pixels must be positive, got {args.max_image_pixels}")
+    if not 0.0 <= args.alpha <= 1.0:
+        raise ValueError(f"--alpha must lie in [0, 1], got {args.alpha}")
+    if args.input_size is not None and not all(1 <= v <= 8192 for v in args.input_size):
+        raise ValueError(f"--input-size must be H W with 1..8192 each, got {' '.join(map(str, args.input_size))}")
+    if args.max_chunk_mib < 1:
+        raise ValueError(f"--max-chunk-mib must be positive, got {args.max_chunk_mib}")
     try:
         summary, seconds = process_bag(source, args)
     except OSError as exc:  # reading errors are ValueErrors by now: this is the output
@@ -188,17 +201,27 @@ def _image_channel(summary, topic: str, source: Path):
     return channel, schema
 
 
-def _messages(reader, source: Path):
-    """The bag's messages in file order; a record the reader cannot parse ends the run with its reason."""
-    messages = reader.iter_messages(log_time_order=False)
+def _messages(stream, info, source: Path, max_bytes: int):
+    """(channel, message) of the bag in file order, no chunk inflated beyond `max_bytes`; a record
+    the reader cannot parse, or one above the limit, ends the run with its reason."""
+    from .bag_reader import ChunkTooLarge, iter_messages
+
+    stream.seek(0)
+    messages = iter_messages(stream, max_bytes)
     while True:
         try:
-            item = next(messages)
+            message = next(messages)
         except StopIteration:
             return
+        except ChunkTooLarge:
+            raise
         except Exception as exc:  # the reader's own parsing of the file failed: corrupt beyond a message
             raise ValueError(f"{source} is corrupt: {type(exc).__name__}: {exc}") from exc
-        yield item
+        channel = info.channels.get(message.channel_id)
+        if channel is None:
+            raise ValueError(f"{source} is corrupt: a message on channel {message.channel_id}, "
+                             "which its summary does not list")
+        yield channel, message
 
 
 def process_bag(source: Path, args) -> tuple[Summary, float]:
@@ -207,7 +230,9 @@ def process_bag(source: Path, args) -> tuple[Summary, float]:
     from mcap_ros2.decoder import DecoderFactory
 
     from ..model.budget import MergeBudget
+    from .bag_images import BagImages
     from .bag_output import OutputBag, replacing
+    from .bag_reader import check_chunk_index
 
     info = _read_summary(source)
     channel, schema = _image_channel(info, args.topic, source)
@@ -217,11 +242,13 @@ def process_bag(source: Path, args) -> tuple[Summary, float]:
     clashes = sorted(t for t, _ in outputs.values() if any(c.topic == t for c in info.channels.values()))
     if clashes:
         raise ValueError(f"{source} already has {', '.join(clashes)} (segmented before?); choose another --prefix")
-    decode = DecoderFactory().decoder_for(channel.message_encoding, schema)
-    if decode is None:
+    if (channel.message_encoding, schema.encoding) != ("cdr", "ros2msg"):
         raise ValueError(f"cannot decode {args.topic}: encoding {channel.message_encoding!r}, "
                          f"schema encoding {schema.encoding!r} (need cdr + ros2msg)")
-    images = _ImageDecoder(decode, schema.name.endswith("CompressedImage"), args.max_image_pixels)
+    max_bytes = args.max_chunk_mib << 20
+    check_chunk_index(info, max_bytes)  # before the model loads; the reader holds to it whatever the index says
+    images = BagImages(lambda: DecoderFactory().decoder_for(channel.message_encoding, schema),
+                       schema.name.endswith("CompressedImage"), args.max_image_pixels)
     engine, checkpoint = _open_engine(args)
     budget = MergeBudget(args.budget, args.bias)
     summary = Summary(checkpoint=checkpoint)
@@ -232,7 +259,7 @@ def process_bag(source: Path, args) -> tuple[Summary, float]:
         with open(source, "rb") as fin, replacing(args.output) as fout:
             reader = make_reader(fin)
             out = OutputBag(fout, reader.get_header().profile, args.compression, info, outputs)
-            for _, in_channel, message in _messages(reader, source):
+            for in_channel, message in _messages(fin, info, source, max_bytes):
                 out.copy(in_channel.id, message)
                 summary.copied += 1
                 if in_channel.id == channel.id:
@@ -245,7 +272,7 @@ def process_bag(source: Path, args) -> tuple[Summary, float]:
     return summary, time.monotonic() - start
 
 
-def _segment(message, images: _ImageDecoder, engine, budget, alpha: float, out, summary: Summary) -> None:
+def _segment(message, images, engine, budget, alpha: float, out, summary: Summary) -> None:
     """One image message: its outputs written at its log time, or a skip counted with the reason."""
     from ..runtime.engine import InputRejected
     from ..runtime.frame import Frame, FrameTimes
@@ -271,25 +298,6 @@ def _segment(message, images: _ImageDecoder, engine, budget, alpha: float, out, 
     encoded["stats"] = out.encode("stats", {"header": header, **frame.stats(times, budget, 0)})
     out.write(encoded, message, summary.frames)
     summary.add(frame, times)
-
-
-class _ImageDecoder:
-    """An image message's CDR bytes -> (message, HxWx3 uint8 RGB); raises ImageDecodeError."""
-
-    def __init__(self, decode, compressed: bool, max_pixels: int | None):
-        from .image_codec import DEFAULT_MAX_PIXELS, compressed_to_rgb8, to_rgb8
-
-        self._cdr, self._to_rgb = decode, compressed_to_rgb8 if compressed else to_rgb8
-        self._max_pixels = max_pixels or DEFAULT_MAX_PIXELS
-
-    def decode(self, data: bytes):
-        from .image_codec import ImageDecodeError
-
-        try:
-            msg = self._cdr(data)
-        except CORRUPT_CDR as exc:
-            raise ImageDecodeError(f"corrupt message ({type(exc).__name__}: {exc})") from exc
-        return msg, self._to_rgb(msg, self._max_pixels)
 
 
 class _NoProgress:

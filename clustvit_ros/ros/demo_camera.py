@@ -23,6 +23,8 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 
+from ..data.files import IMAGE_FILE_LIMIT, read_bytes
+from ..data.image_bytes import decode
 from ..data.synthetic_render import render_scene
 from ..runtime.packaged import SAMPLE_FRAMES, share_path
 from .image_codec import numpy_to_image, rgb8_to_compressed
@@ -98,9 +100,11 @@ class FolderSource:
                 self.index = 0
             path = self.files[self.index]
             self.index += 1
-            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if bgr is not None:
-                return _resized(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self.size)
+            try:  # within the bounds of a data set image (size, pixels); else skipped like a broken one
+                bgr = decode(read_bytes(path, IMAGE_FILE_LIMIT), flags=cv2.IMREAD_COLOR, camera=False)
+            except (OSError, ValueError):
+                continue
+            return _resized(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self.size)
         raise SourceError(f"none of the {len(self.files)} images in {self.files[0].parent} can be read")
 
 

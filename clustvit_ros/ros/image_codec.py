@@ -16,15 +16,12 @@ import cv2
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
+from ..data.image_bytes import DEFAULT_MAX_PIXELS, ImageDecodeError, check_size, decode
+
 __all__ = [
     "DEFAULT_MAX_PIXELS", "ENCODINGS", "RGB8_ENCODINGS", "ImageDecodeError", "image_to_numpy",
     "to_rgb8", "compressed_to_rgb8", "numpy_to_image", "rgb8_to_compressed",
 ]
-
-DEFAULT_MAX_PIXELS = 4096 * 3072
-"""Largest width*height accepted by default (the node's max_image_pixels, `clustvit bag`): 12.6 MP,
-a 12 MP robot camera (4056x3040: OAK, Jetson IMX477) or 4K UHD. A guard against hostile headers and
-compressed images that claim more (refused before decoding)."""
 
 _NATIVE_BIG = sys.byteorder == "big"
 _YUV422 = frozenset({"yuv422", "uyvy", "yuv422_yuy2", "yuyv"})  # packed 4:2:2, two bytes/pixel
@@ -52,12 +49,6 @@ _TO_RGB = {
     "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUY2, "yuyv": cv2.COLOR_YUV2RGB_YUY2,
 }
 RGB8_ENCODINGS: tuple[str, ...] = tuple(_TO_RGB)
-_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE,
-                       0xCF})
-
-
-class ImageDecodeError(ValueError):
-    """A message that cannot be turned into an image; the text says exactly why."""
 
 
 def _int(msg: Any, field: str) -> int:
@@ -78,15 +69,6 @@ def _buffer(data: Any) -> np.ndarray:
             raise ImageDecodeError(f"data is not a byte sequence: {exc}") from None
 
 
-def _check_size(width: int, height: int, max_pixels: int, what: str = "image") -> None:
-    if width <= 0 or height <= 0:
-        raise ImageDecodeError(
-            f"{what} has empty size {width}x{height} (width and height must be > 0)")
-    if width * height > max_pixels:
-        raise ImageDecodeError(
-            f"{what} of {width}x{height} = {width * height} pixels exceeds max_pixels={max_pixels}")
-
-
 def image_to_numpy(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """View of ``msg.data`` as HxW (one channel) or HxWxC, dtype per encoding, honouring ``step``.
 
@@ -98,7 +80,7 @@ def image_to_numpy(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
         raise ImageDecodeError(f"unknown encoding {encoding!r}; known: {', '.join(ENCODINGS)}")
     dtype, channels = ENCODINGS[encoding]
     width, height, step = _int(msg, "width"), _int(msg, "height"), _int(msg, "step")
-    _check_size(width, height, max_pixels)
+    check_size(width, height, max_pixels)
     if encoding in _YUV422 and width % 2:
         raise ImageDecodeError(f"{encoding} (4:2:2) needs an even width, got {width}")
     pixel_bytes = dtype.itemsize * channels
@@ -140,33 +122,11 @@ def to_rgb8(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     return np.ascontiguousarray(cv2.cvtColor(arr, code))
 
 
-def _jpeg_size(b: bytes) -> tuple[int, int]:
-    """(width, height) from a JPEG's SOF segment; also rejects a file cut before its EOI marker."""
-    i, n = 2, len(b)
-    while i + 4 <= n:
-        if b[i] != 0xFF:
-            raise ImageDecodeError(f"corrupt JPEG: expected a marker at byte {i}")
-        marker = b[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
-            i += 2
-        elif marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
-            break
-        elif marker in _JPEG_SOF and i + 9 <= n:
-            if b.rfind(b"\xff\xd9", i) < 0:
-                raise ImageDecodeError(
-                    f"truncated JPEG: no EOI marker after the frame header ({n} bytes)")
-            return b[i + 7] << 8 | b[i + 8], b[i + 5] << 8 | b[i + 6]
-        else:
-            i += 2 + (b[i + 2] << 8 | b[i + 3])
-    raise ImageDecodeError(f"corrupt or truncated JPEG: no frame header (SOF) found in {n} bytes")
-
-
 def compressed_to_rgb8(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode a JPEG or PNG CompressedImage to HxWx3 uint8 RGB.
 
-    The size in the file header is checked against ``max_pixels`` before anything is decoded.
+    The size in the file header is checked against ``max_pixels``, and a JPEG's scans are counted,
+    before anything is decoded (:func:`~clustvit_ros.data.image_bytes.decode`).
     Gray, alpha and 16-bit PNGs become 8-bit RGB. A ``format`` saying ``compressed rgb...``
     (image_transport's marker for channels stored swapped) is honoured.
     """
@@ -175,26 +135,7 @@ def compressed_to_rgb8(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXEL
     if "compresseddepth" in fmt or (fmt.strip() and not named):
         raise ImageDecodeError(
             f"unsupported CompressedImage format {msg.format!r}; supported: jpeg, png")
-    data = _buffer(msg.data)
-    head = data[:24].tobytes()
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        if len(head) < 24 or head[12:16] != b"IHDR":
-            raise ImageDecodeError(f"corrupt or truncated PNG: no IHDR header ({data.size} bytes)")
-        width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    elif head.startswith(b"\xff\xd8\xff"):
-        width, height = _jpeg_size(data.tobytes())
-    else:
-        start = head[:8].hex() or "nothing"
-        raise ImageDecodeError(
-            f"data ({data.size} bytes) is neither JPEG nor PNG (starts with {start})")
-    _check_size(width, height, max_pixels, "compressed image")
-    try:  # IMREAD_COLOR (BGR) exists in every OpenCV; IMREAD_COLOR_RGB only from 4.11
-        img = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    except cv2.error as exc:
-        raise ImageDecodeError(f"corrupt image data: OpenCV failed to decode: {exc}") from None
-    if img is None or img.shape != (height, width, 3) or img.dtype != np.uint8:
-        got = "nothing" if img is None else f"{img.shape} {img.dtype}"
-        raise ImageDecodeError(f"corrupt image data: decoding a {width}x{height} image gave {got}")
+    img = decode(_buffer(msg.data), max_pixels, cv2.IMREAD_COLOR)
     return img if "compressed rgb" in fmt else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 

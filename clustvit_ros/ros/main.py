@@ -13,6 +13,7 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 
+from ..runtime.error_text import error_text
 from .node import FRAME_WAIT_S, NODE_NAME, STOP_POLL_S, ClustViTNode, StartupError
 from .stop_signal import StopSignal
 
@@ -38,7 +39,7 @@ def main(args: list[str] | None = None, stop: StopSignal | None = None) -> int:
     try:
         node = ClustViTNode(stop_requested=lambda: stop.requested, context=context)
     except StartupError as exc:
-        rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
+        rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {error_text(exc)}")
         code, finished = 1, True
     else:
         code = _run(node, stop)

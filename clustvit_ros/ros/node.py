@@ -25,7 +25,6 @@ for the warm-up frame polls through `stop_requested`.
 """
 from __future__ import annotations
 
-import math
 import time
 from concurrent.futures import wait
 from functools import partial
@@ -40,14 +39,14 @@ from rclpy.exceptions import ParameterException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.subscription import Subscription
-from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from clustvit_ros.msg import FrameStats
 
 from ..model.budget import MergeBudget
 from ..runtime.engine import Engine, InputRejected
-from ..runtime.frame import Frame, FrameTimes
+from ..runtime.error_text import error_text
+from ..runtime.frame import Frame, FrameTimes, stamp_age_ms
 from ..runtime.packaged import resolve_checkpoint
 from ..runtime.threads import InferenceThreads
 from .camera_info import camera_info_topic
@@ -234,7 +233,7 @@ class ClustViTNode(LifecycleNode):
             engine.close()
 
     def _failed(self, transition: str, reason: str) -> TransitionCallbackReturn:
-        self.get_logger().error(f"{transition} failed: {reason}")
+        self.get_logger().error(f"{transition} failed: {error_text(reason)}")
         return FAILURE
 
     # Executor thread -------------------------------------------------------------------------
@@ -331,11 +330,10 @@ class ClustViTNode(LifecycleNode):
         self._diag.add_frame(times, frame.result.gflops)
 
     def _stamp_age_ms(self, header) -> float:
-        if header.stamp.sec == 0 and header.stamp.nanosec == 0:
-            return math.nan
-        return (self.get_clock().now() - Time.from_msg(header.stamp)).nanoseconds / 1e6
+        return stamp_age_ms(self.get_clock().now().nanoseconds, header.stamp.sec, header.stamp.nanosec)
 
     def _report(self, kind: str, text: str) -> None:
+        text = error_text(text)
         self._diag.add_error(kind, text)
         self.get_logger().error(text, throttle_duration_sec=LOG_THROTTLE_S)
 

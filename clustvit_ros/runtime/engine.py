@@ -73,9 +73,11 @@ def model_input_size(image_hw: tuple[int, int], policy: str, input_size: tuple[i
 
 
 def check_model_input(size: tuple[int, int], what: str) -> None:
-    """Raise :class:`InputRejected` for a model input above :data:`MAX_MODEL_PIXELS` pixels or
-    :data:`MAX_MODEL_ASPECT`:1, before anything is allocated for it."""
+    """Raise :class:`InputRejected` for an empty model input or one above :data:`MAX_MODEL_PIXELS`
+    pixels or :data:`MAX_MODEL_ASPECT`:1, before anything is allocated for it."""
     h, w = size
+    if h < 1 or w < 1:
+        raise InputRejected(f"model input {h}x{w} ({what}) is empty")
     if h * w > MAX_MODEL_PIXELS:
         raise InputRejected(f"model input {h}x{w} ({what}) exceeds the limit of {MAX_MODEL_PIXELS} pixels")
     if max(h, w) > MAX_MODEL_ASPECT * min(h, w):

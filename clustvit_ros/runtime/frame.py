@@ -34,6 +34,17 @@ class FrameTimes:
                    stamp_age_ms=stamp_age_ms)
 
 
+def stamp_age_ms(now_ns: int, sec: int, nanosec: int) -> float:
+    """Milliseconds from a header stamp (sec, nanosec) to `now_ns`; NaN for the unset stamp (0, 0).
+
+    Any stamp builtin_interfaces/Time can hold is valid here, negative seconds (a clock before its
+    epoch) included: the age is plain integer arithmetic.
+    """
+    if sec == 0 and nanosec == 0:
+        return math.nan
+    return (now_ns - (sec * 1_000_000_000 + nanosec)) / 1e6
+
+
 @dataclass
 class Frame:
     """An RGB image, what the engine made of it and the palette its class ids are drawn in."""

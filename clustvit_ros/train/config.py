@@ -8,6 +8,7 @@ e.g. ``model.k=0 train.out_dir=runs/dense schedule.iters=100``.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import yaml
 
 from ..data import DATASETS
+from ..data.files import read_yaml
 from ..runtime.choices import RESIZE_POLICIES
 from .class_weights import CLASS_WEIGHTS
 
@@ -176,7 +178,7 @@ class TrainConfig:
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
     """Read a YAML recipe and apply ``section.key=value`` overrides."""
-    data = yaml.safe_load(Path(path).read_text()) or {}
+    data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a training config is a YAML mapping of sections")
     for item in overrides:
@@ -193,16 +195,60 @@ def apply_override(data: dict[str, Any], item: str) -> None:
     section = data.setdefault(parts[0], {})
     if not isinstance(section, dict):
         raise ValueError(f"override {item!r}: {parts[0]} is not a section")
-    section[parts[1]] = yaml.safe_load(value)
+    try:
+        section[parts[1]] = yaml.safe_load(value)
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise ValueError(f"override {item!r}: the value is not YAML that can be read ({type(exc).__name__})") from None
 
 
 def _section(factory, name: str, values: dict[str, Any]):
-    fields = {f.name: f for f in dataclasses.fields(factory)}
-    unknown = sorted(set(values) - set(fields))
+    if not isinstance(values, dict):
+        raise ValueError(f"training config section {name!r} must be a mapping, got {values!r}")
+    types = typing.get_type_hints(factory)
+    unknown = sorted(set(values) - set(types))
     if unknown:
         raise ValueError(f"unknown keys in training config section {name!r}: {unknown}")
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    kwargs = {}
+    for key, value in values.items():
+        value = _typed(value, types[key])
+        if value is _WRONG:
+            raise ValueError(f"training config {name}.{key} must be {_describe(types[key])}, "
+                             f"got {values[key]!r}")
+        kwargs[key] = value
     return factory(**kwargs)
+
+
+_WRONG = object()
+
+
+def _typed(value: Any, hint: Any) -> Any:
+    """`value` as the type `hint` names (int, float, str, bool, a fixed tuple of those, or one of
+    them or None), or _WRONG. An int passes for a float; a bool passes for nothing but a bool."""
+    args = typing.get_args(hint)
+    if type(None) in args:  # X | None
+        if value is None:
+            return None
+        (hint,) = [a for a in args if a is not type(None)]
+        args = typing.get_args(hint)
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            return _WRONG
+        items = tuple(_typed(v, a) for v, a in zip(value, args))
+        return _WRONG if _WRONG in items else items
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, str, bool) and type(value) is hint:
+        return value
+    return _WRONG
+
+
+def _describe(hint: Any) -> str:
+    args = typing.get_args(hint)
+    if type(None) in args:
+        return _describe(next(a for a in args if a is not type(None))) + " or null"
+    if typing.get_origin(hint) is tuple:
+        return f"a list of {len(args)}: [{', '.join(a.__name__ for a in args)}]"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}[hint]
 
 
 def _plain(obj: Any) -> Any:
