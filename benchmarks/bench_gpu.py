@@ -36,7 +36,7 @@ from bench_model import default_model, model_checkpoints, scene, settings_for  #
 from variants import LABELS  # noqa: E402
 from clustvit_ros.model import MergeBudget  # noqa: E402
 from clustvit_ros.model.configs import HEADS  # noqa: E402
-from clustvit_ros.runtime.choices import DTYPE_NAMES  # noqa: E402
+from clustvit_ros.runtime.options import DTYPE_NAMES  # noqa: E402
 from clustvit_ros.runtime.engine import Engine, Result  # noqa: E402
 
 SECTION = "gpu"

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from ..data import DATASETS
-from ..runtime.choices import RESIZE_POLICIES
+from ..runtime.options import RESIZE_POLICIES
 from .class_weights import CLASS_WEIGHTS
 
 
