@@ -79,3 +79,11 @@ def test_topic_table_matches_what_the_node_publishes(graph):
     actual_in = {name: types[0] for name, types in subs.items() if name not in INFRASTRUCTURE}
     assert actual_in == {topic: readme_in[topic] for topic in (f"{ns}/image", f"{ns}/camera_info")}  # the defaults
     assert readme_in[f"{ns}/image/compressed"] == "sensor_msgs/msg/CompressedImage"
+
+
+def test_the_latency_target_parameter_names_the_controllers_bias_bound():
+    from clustvit_ros.runtime.latency_target import MAX_EXTRA_BIAS
+
+    spec = next(spec for spec in PARAMETERS if spec.name == "latency_target_ms")
+    assert f"bias up to merge_bias + {MAX_EXTRA_BIAS:g})" in spec.description
+    assert f"`merge_bias` + {MAX_EXTRA_BIAS:g})" in (REPO / "README.md").read_text()

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from rclpy.qos import QoSProfile
 
 from ..runtime.engine import Engine
+from ..runtime.latency_target import LatencyTarget
 from ..runtime.threads import InferenceThreads
 from .outputs import Outputs
 
@@ -22,6 +23,7 @@ class Configured:
     engine: Engine
     outputs: Outputs
     threads: InferenceThreads
+    latency_target: LatencyTarget
     qos: QoSProfile
     compressed: bool   # subscribe to image/compressed instead of image
     max_pixels: int    # larger input images are rejected

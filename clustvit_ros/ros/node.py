@@ -15,8 +15,9 @@ With `autostart` (the default) `main.py` configures and activates it at start-up
 behaves as a plain node, and a failed configure ends the process with code 1.
 
 The node is thin. The subscription callback only puts the message into a one-slot mailbox and tells
-the inference thread, which decodes it, runs `runtime.Engine` with the live merge budget and
-publishes. Every output carries the input's header. Parameters are validated in the set-parameters
+the inference thread, which decodes it, runs `runtime.Engine` with the merge budget that
+`runtime.LatencyTarget` chooses from the live settings (the user's own while `latency_target_ms`
+is off) and publishes. Every output carries the input's header. Parameters are validated in the set-parameters
 callback and the live ones swapped in as one immutable value, so a change applies to the next frame
 with no lock around the model.
 
@@ -33,7 +34,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import ParameterException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -46,6 +47,7 @@ from clustvit_ros.msg import FrameStats
 
 from ..runtime.engine import Engine, InputRejected
 from ..runtime.frame import Frame, FrameTimes
+from ..runtime.latency_target import LatencyTarget, TargetState
 from ..runtime.options import EngineOptions
 from ..runtime.threads import InferenceThreads
 from .camera_info import camera_info_topic
@@ -148,6 +150,7 @@ class ClustViTNode(LifecycleNode):
         config = engine.config
         self._configured = configured = Configured(
             engine=engine, outputs=Outputs(self), threads=InferenceThreads(p["threads"]),
+            latency_target=LatencyTarget(),
             qos=QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p["qos_depth"],
                            reliability=RELIABILITY[p["qos_reliability"]]),
             compressed=p["compressed"], max_pixels=p["max_image_pixels"],
@@ -266,13 +269,19 @@ class ClustViTNode(LifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         s, c = self._settings, self._configured
+        target = c.latency_target.state if c is not None and s.latency_target_ms > 0 else None
         extra = {"lifecycle_state": self.lifecycle_state, "enabled": str(s.enabled),
                  "merge_budget": f"{s.merge_budget:g}", "merge_bias": f"{s.merge_bias:g}",
+                 "latency_target_ms": f"{s.latency_target_ms:g}",
+                 "latency_target": _target_text(s.latency_target_ms, target),
                  "frames_received": str(self._slot.received)}
         if c is not None:
             extra.update(device=str(c.engine.device), dtype=c.dtype_name, model=c.model_info,
                          threads=c.threads.describe())
         status = self._diag.status(self._diag_period, self._slot.dropped, extra)
+        if target is not None and target.mode == "saturated" and extra["lifecycle_state"] == "active":
+            status.level = max(status.level, DiagnosticStatus.WARN)
+            status.message = target.reason + ("" if status.message == "segmenting" else f"; {status.message}")
         status.name = f"{self.get_fully_qualified_name()}: segmentation"
         status.hardware_id = str(c.engine.device) if c is not None else ""
         array = DiagnosticArray(status=[status])
@@ -317,15 +326,22 @@ class ClustViTNode(LifecycleNode):
         started = time.monotonic()
         rgb = compressed_to_rgb8(msg, c.max_pixels) if c.compressed else to_rgb8(msg, c.max_pixels)
         decoded = time.monotonic()
-        budget = settings.budget
+        budget = c.latency_target.budget(settings.latency_target_ms, settings.budget)
         frame = Frame(rgb, c.engine.run(rgb, budget), c.engine.classes.palette)
         segmented = time.monotonic()
         header = msg.header
         c.outputs.publish_images(frame, header, self._camera_info, settings)
-        times = FrameTimes.from_marks(received, started, decoded, segmented, time.monotonic(),
-                                      self._stamp_age_ms(header))
+        done = time.monotonic()
+        times = FrameTimes.from_marks(received, started, decoded, segmented, done, self._stamp_age_ms(header))
         c.outputs.publish_cost(FrameStats(header=header, **frame.stats(times, budget, self._slot.dropped)),
                                settings)
+        was_saturated = c.latency_target.state.mode == "saturated"
+        stats = frame.result.stats
+        c.latency_target.observe(done, times.latency_ms, frame.result.gflops, stats.kept_tokens[0],
+                                 stats.patch_tokens)
+        if c.latency_target.state.mode == "saturated" and not was_saturated:
+            self.get_logger().warning(f"latency_target_ms: {c.latency_target.state.reason}",
+                                      throttle_duration_sec=LOG_THROTTLE_S)
         self._diag.add_frame(times, frame.result.gflops)
 
     def _stamp_age_ms(self, header) -> float:
@@ -350,3 +366,11 @@ class ClustViTNode(LifecycleNode):
             self.trigger_shutdown()
         return self._inference.close(timeout)
 
+
+def _target_text(target_ms: float, state: TargetState | None) -> str:
+    """The latency target's state for /diagnostics: off, holding ... or saturated: ..."""
+    if target_ms <= 0:
+        return "off"
+    if state is None or state.mode == "off":  # on, and no frame has run with it yet
+        return f"holding {target_ms:g} ms: no frame yet"
+    return state.describe()

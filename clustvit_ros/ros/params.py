@@ -38,9 +38,16 @@ class ParamSpec:
 PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("merge_budget", 1.0, "Share of patch tokens that may be merged: at most floor(budget*P) "
               "tokens with the largest merge margin. 0 = dense ViT (no merging), 1 = the model's own "
-              "decision (the paper's behaviour).", live=True, range=(0.0, 1.0)),
+              "decision (the paper's behaviour). With latency_target_ms on, the least merging used.",
+              live=True, range=(0.0, 1.0)),
     ParamSpec("merge_bias", 0.0, "Added to every token's merge margin (logits): > 0 merges more than "
-              "the model would, < 0 less.", live=True, range=(-20.0, 20.0)),
+              "the model would, < 0 less. With latency_target_ms on, the least used.", live=True,
+              range=(-20.0, 20.0)),
+    ParamSpec("latency_target_ms", 0.0, "Hold each frame's latency (received to published, FrameStats "
+              "latency_ms) at or under this: the node merges more than merge_budget and merge_bias ask "
+              "(budget up to 1, then bias up to merge_bias + 6) only while the target "
+              "needs it. FrameStats carry what each frame used, /diagnostics the state. 0 = off.",
+              live=True, range=(0.0, 60000.0)),
     ParamSpec("enabled", True, "Process frames; false keeps the subscription but runs nothing.", live=True),
     ParamSpec("overlay_alpha", 0.5, "Weight of the colourised mask in ~/overlay.", live=True, range=(0.0, 1.0)),
     ParamSpec("publish_mask_color", True, "Publish ~/mask_color (computed only while subscribed).", live=True),
@@ -77,6 +84,7 @@ class LiveSettings:
 
     merge_budget: float = 1.0
     merge_bias: float = 0.0
+    latency_target_ms: float = 0.0
     enabled: bool = True
     overlay_alpha: float = 0.5
     publish_mask_color: bool = True
