@@ -38,7 +38,7 @@ help:
 	@echo "             ROS 2 CLI/launch tools from ROS2_CLI_KIT=$(ROS2_CLI_KIT) when it exists)"
 	@echo "make clean   remove build/ and .venv/"
 	@echo "make demo    the node on a demo camera for ~20 s with a live merge-budget change -> out/"
-	@echo "make bench   model- and node-level benchmarks -> docs/BENCHMARKS.md (+ PNGs)"
+	@echo "make bench   model, node, contention and latency-target benchmarks -> docs/BENCHMARKS.md (+ PNGs)"
 	@echo "make bench-gpu  on a machine with CUDA (< 5 min): ViT-T/S/B + default model, dense vs ClustViT,"
 	@echo "             fp32/fp16/bf16, with and without CUDA graphs, label checks -> docs/BENCHMARKS.md"
 	@echo "make soak    10,000 frames through the node; memory/threads/fds/stamp age -> docs/BENCHMARKS.md"
@@ -84,15 +84,20 @@ demo: setup
 	  $(VPY) tools/demo.py --out out $(if $(CHECKPOINT),--checkpoint "$(CHECKPOINT)") $(DEMO_ARGS)
 
 # `make bench`: set-up, then the model-level (dense ViT vs ClustViT, ViT-T/S/B at 512 + the default
-# model), node-level (overhead, rate, drops, stamp age; 1 and 2 processes) and contention (beside
-# busy processes and a second node; thread policies) benchmarks. Each replaces only its own marked
-# section of docs/BENCHMARKS.md and writes its PNGs beside it (~20 min on 2 cores). `make soak` (not part of bench): 10,000 frames through the node, leak checks (~4 min).
-# BENCH_MODEL_ARGS / BENCH_NODE_ARGS / BENCH_CONTENTION_ARGS / SOAK_ARGS pass options (see each
-# script's --help).
+# model), node-level (overhead, rate, drops, stamp age; 1 and 2 processes), contention (beside
+# busy processes and a second node; thread policies) and latency-target (the load stepped beside
+# the node, latency_target_ms off and on; then the accuracy of the merge levels it chose, on
+# held-out CamVid frames when ../shared/datasets/camvid exists) benchmarks. Each replaces only its
+# own marked section of docs/BENCHMARKS.md and writes its PNGs beside it (~30 min on 2 cores).
+# `make soak` (not part of bench): 10,000 frames through the node, leak checks (~4 min).
+# BENCH_MODEL_ARGS / BENCH_NODE_ARGS / BENCH_CONTENTION_ARGS / BENCH_TARGET_ARGS /
+# BENCH_ACCURACY_ARGS / SOAK_ARGS pass options (see each script's --help).
 BENCH_DOC ?= docs/BENCHMARKS.md
 BENCH_MODEL_ARGS ?=
 BENCH_NODE_ARGS ?=
 BENCH_CONTENTION_ARGS ?=
+BENCH_TARGET_ARGS ?=
+BENCH_ACCURACY_ARGS ?=
 BENCH_GPU_ARGS ?=
 SOAK_ARGS ?=
 .PHONY: bench bench-gpu soak
@@ -101,6 +106,9 @@ bench: setup
 	FASTDDS_DEFAULT_PROFILES_FILE=$(CURDIR)/config/fastdds.xml \
 	  $(VPY) benchmarks/bench_node.py --doc $(BENCH_DOC) $(BENCH_NODE_ARGS)
 	$(VPY) benchmarks/bench_contention.py --doc $(BENCH_DOC) $(BENCH_CONTENTION_ARGS)
+	FASTDDS_DEFAULT_PROFILES_FILE=$(CURDIR)/config/fastdds.xml \
+	  $(VPY) benchmarks/bench_latency_target.py --doc $(BENCH_DOC) $(BENCH_TARGET_ARGS)
+	$(VPY) benchmarks/accuracy_latency_target.py --doc $(BENCH_DOC) $(BENCH_ACCURACY_ARGS)
 
 # `make bench-gpu`: on a machine with CUDA and a CUDA build of torch in .venv (README, GPU), the GPU
 # section of docs/BENCHMARKS.md in under 5 minutes (benchmarks/bench_gpu.py; exits 2 without CUDA).

@@ -130,6 +130,8 @@ method; `clustvit_ros/runtime/percentile.py`).
 | Model level: dense ViT vs ClustViT (ViT-T/S/B at 512, the default model) | `benchmarks/bench_model.py` | `make bench` |
 | Node level: overhead, rate, drops, stamp age (1 and 2 processes, 640×480 and 1280×720) | `benchmarks/bench_node.py` | `make bench` |
 | Contention: inference beside busy loops, torch loops and a second node; thread policies | `benchmarks/bench_contention.py` | `make bench` |
+| Holding a latency target: the load stepped beside the node, `latency_target_ms` off and on | `benchmarks/bench_latency_target.py` | `make bench` |
+| What holding the target costs in accuracy: mIoU at the merge levels chosen under each load | `benchmarks/accuracy_latency_target.py` | `make bench` |
 | GPU: dense ViT vs ClustViT, fp32/fp16/bf16, eager vs CUDA graphs (a machine with CUDA, < 5 min) | `benchmarks/bench_gpu.py` | `make bench-gpu` |
 | Accuracy against cost: see [Accuracy against cost (default model)](#accuracy-against-cost-default-model) (the training sweep; not repeated here) | `clustvit sweep` | see that section |
 | Soak: 10,000 frames, memory / threads / fds / stamp age | `benchmarks/soak.py` | `make soak` |
