@@ -168,15 +168,19 @@ class LatencyTarget:
             return
         rung = self._rung
         self._learn_cost(rung, cost, kept, patches)
-        step = self._predicted is None or abs(math.log(latency_ms / self._predicted)) > self._log_margin + JUMP
-        if not step:  # the margin covers the prediction's usual error; a load step is no such error
-            self._errors.append(math.log(latency_ms / self._predicted))
+        step = False
+        if self._predicted is not None:
+            error = math.log(latency_ms / self._predicted)
+            step = abs(error) > self._log_margin + JUMP
+            # A step counts at the size of the smallest step: a rare one (a load that changed) stays
+            # above the quantile, frequent ones (heavy-tailed noise) raise the margin.
+            self._errors.append(min(error, self._log_margin + JUMP))
             ranked = sorted(self._errors)
             self._log_margin = min(MAX_MARGIN, max(0.0, ranked[int((1.0 - LATE_SHARE) * (len(ranked) - 1))]))
         self._learn_fixed(now, rung, latency_ms, cost)
         curve = self._cost_curve()
         fixed = max(self._fixed, -0.9 * min(cost, curve[-1]))  # positive latency at the cheapest rung
-        self._learn_rate(now, latency_ms / (fixed + cost), step)
+        self._learn_rate(now, latency_ms / (fixed + cost), step or self._rate is None)
         if rung == len(self._rungs) - 1:
             self._top_kept = kept
             self._top_latency = latency_ms if self._top_latency is None else (
@@ -217,7 +221,7 @@ class LatencyTarget:
         self._fixed = median - (1.0 - FIXED_TRUST) * abs(median)
 
     def _learn_rate(self, now: float, rate: float, step: bool) -> None:
-        if self._rate is None or step:
+        if step:
             self._rate = rate
         elif rate > self._rate:
             self._rate += RISE * (rate - self._rate)
