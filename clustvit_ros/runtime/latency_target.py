@@ -29,9 +29,12 @@ its way down), between run rungs costs are interpolated, and they never rise wit
 **The choice.** The next rung is the lowest whose predicted latency is at most the setpoint; the
 controller goes to less merging only where that is predicted at least `HYSTERESIS` below the
 setpoint, and at most halfway there per frame, so that each step down is measured before the
-next (recovery from the top of the ladder takes about six frames). The setpoint is the target divided by a margin: the (1 - `LATE_SHARE`) quantile of
-measured / predicted latency over the last `ERROR_WINDOW` frames, so that about that share of
-frames would be late at a rung predicted exactly at the setpoint.
+next (recovery from the top of the ladder takes about six frames). The setpoint is the target
+divided by a margin: the (1 - `LATE_SHARE`) quantile of measured / predicted latency over the last
+`ERROR_WINDOW` frames, so that about that share of frames would be late at a rung predicted exactly
+at the setpoint. A load step enters that window at the smallest step's size: one now and then (the
+load changed) stays above the quantile, while frequent ones (a heavy-tailed latency) raise the
+margin until they are covered.
 
 **Why it settles and does not cycle.** Say latency = s (a + cost) and the fixed part is estimated
 as a' <= a. A frame at cost c measures the rate s (a + c) / (a' + c), so the cost chosen next is a
