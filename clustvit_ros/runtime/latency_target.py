@@ -114,7 +114,7 @@ def ladder(floor: MergeBudget) -> list[MergeBudget]:
     """The merge settings the controller chooses from, least merging first; rung 0 is `floor`."""
     rungs = [floor]
     steps = math.ceil((1.0 - floor.merge_budget) / BUDGET_STEP - 1e-9)
-    rungs += [MergeBudget(min(1.0, floor.merge_budget + i * BUDGET_STEP), floor.merge_bias)
+    rungs += [MergeBudget(min(1.0, round(floor.merge_budget + i * BUDGET_STEP, 6)), floor.merge_bias)
               for i in range(1, steps + 1)]
     rungs += [MergeBudget(1.0, floor.merge_bias + j * BIAS_STEP)
               for j in range(1, round(MAX_EXTRA_BIAS / BIAS_STEP) + 1)]
