@@ -164,7 +164,8 @@ def phase_rows(runs: list[Run], target: float) -> list[list[str]]:
                 rows.append([phase, run.name, "0"] + [""] * 7)
                 continue
             lat = [f["latency_ms"] for f in frames]
-            rows.append([phase, run.name, str(len(frames)), f"{len(frames) / (run.phase_starts[i + 1] - run.phase_starts[i]):.1f}",
+            span = run.phase_starts[i + 1] - run.phase_starts[i]
+            rows.append([phase, run.name, str(len(frames)), f"{len(frames) / span:.1f}",
                          report.fmt(report.p50(lat)), report.fmt(report.p95(lat)),
                          f"{100 * late_share(frames, target):.1f} %", f"{mean(f['gflops'] for f in frames):.2f}",
                          f"{mean(f['merge_bias'] for f in frames):.2f}",
