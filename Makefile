@@ -38,7 +38,7 @@ help:
 	@echo "             ROS 2 CLI/launch tools from ROS2_CLI_KIT=$(ROS2_CLI_KIT) when it exists)"
 	@echo "make clean   remove build/ and .venv/"
 	@echo "make demo    the node on a demo camera for ~20 s with a live merge-budget change -> out/"
-	@echo "make bench   model- and node-level benchmarks -> docs/BENCHMARKS.md (+ PNGs)"
+	@echo "make bench   model, node, contention and latency-target benchmarks -> docs/BENCHMARKS.md (+ PNGs)"
 	@echo "make bench-gpu  on a machine with CUDA, no venv or set-up needed (< 5 min): ViT-T/S/B + default"
 	@echo "             model, dense vs ClustViT, fp32/fp16/bf16, eager/padded/CUDA graphs, label checks"
 	@echo "             -> BENCH_GPU_OUT=$(BENCH_GPU_OUT) (tools/gpu_first_run.sh: the checks around it)"
@@ -85,15 +85,20 @@ demo: setup
 	  $(VPY) tools/demo.py --out out $(if $(CHECKPOINT),--checkpoint "$(CHECKPOINT)") $(DEMO_ARGS)
 
 # `make bench`: set-up, then the model-level (dense ViT vs ClustViT, ViT-T/S/B at 512 + the default
-# model), node-level (overhead, rate, drops, stamp age; 1 and 2 processes) and contention (beside
-# busy processes and a second node; thread policies) benchmarks. Each replaces only its own marked
-# section of docs/BENCHMARKS.md and writes its PNGs beside it (~20 min on 2 cores). `make soak` (not part of bench): 10,000 frames through the node, leak checks (~4 min).
-# BENCH_MODEL_ARGS / BENCH_NODE_ARGS / BENCH_CONTENTION_ARGS / SOAK_ARGS pass options (see each
-# script's --help).
+# model), node-level (overhead, rate, drops, stamp age; 1 and 2 processes), contention (beside
+# busy processes and a second node; thread policies) and latency-target (the load stepped beside
+# the node, latency_target_ms off and on; then the accuracy of the merge levels it chose, on
+# held-out CamVid frames when ../shared/datasets/camvid exists) benchmarks. Each replaces only its
+# own marked section of docs/BENCHMARKS.md and writes its PNGs beside it (~30 min on 2 cores).
+# `make soak` (not part of bench): 10,000 frames through the node, leak checks (~4 min).
+# BENCH_MODEL_ARGS / BENCH_NODE_ARGS / BENCH_CONTENTION_ARGS / BENCH_TARGET_ARGS /
+# BENCH_ACCURACY_ARGS / SOAK_ARGS pass options (see each script's --help).
 BENCH_DOC ?= docs/BENCHMARKS.md
 BENCH_MODEL_ARGS ?=
 BENCH_NODE_ARGS ?=
 BENCH_CONTENTION_ARGS ?=
+BENCH_TARGET_ARGS ?=
+BENCH_ACCURACY_ARGS ?=
 BENCH_GPU_ARGS ?=
 BENCH_GPU_OUT ?= out/bench-gpu
 GPU_PYTHON ?= python3
@@ -104,6 +109,9 @@ bench: setup
 	FASTDDS_DEFAULT_PROFILES_FILE=$(CURDIR)/config/fastdds.xml \
 	  $(VPY) benchmarks/bench_node.py --doc $(BENCH_DOC) $(BENCH_NODE_ARGS)
 	$(VPY) benchmarks/bench_contention.py --doc $(BENCH_DOC) $(BENCH_CONTENTION_ARGS)
+	FASTDDS_DEFAULT_PROFILES_FILE=$(CURDIR)/config/fastdds.xml \
+	  $(VPY) benchmarks/bench_latency_target.py --doc $(BENCH_DOC) $(BENCH_TARGET_ARGS)
+	$(VPY) benchmarks/accuracy_latency_target.py --doc $(BENCH_DOC) $(BENCH_ACCURACY_ARGS)
 
 # `make bench-gpu`: benchmarks/bench_gpu.py straight from this checkout with GPU_PYTHON (a python with
 # a CUDA build of torch, numpy, OpenCV, PyYAML, safetensors, tqdm, matplotlib; no set-up, nothing

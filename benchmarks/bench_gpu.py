@@ -56,7 +56,7 @@ import clustvit_ros  # noqa: E402
 from clustvit_ros.model import MergeBudget  # noqa: E402
 from clustvit_ros.model.configs import HEADS  # noqa: E402
 from clustvit_ros.runtime.block_graphs import BlockGraphs, padded_gflops  # noqa: E402
-from clustvit_ros.runtime.choices import DTYPE_NAMES  # noqa: E402
+from clustvit_ros.runtime.options import DTYPE_NAMES  # noqa: E402
 from clustvit_ros.runtime.device import device_scope  # noqa: E402
 from clustvit_ros.runtime.engine import Engine, Result  # noqa: E402
 from clustvit_ros.runtime.timing import StageClock  # noqa: E402

@@ -133,6 +133,8 @@ all alike). p50 / p95 here, and in `clustvit eval`, `clustvit sweep`, `clustvit 
 | [Node level](#node-level): overhead, rate, drops, stamp age (1 and 2 processes, 640×480 and 1280×720) | `benchmarks/bench_node.py` | `make bench` |
 | [Soak](#soak): 10,000 frames, memory / threads / fds / stamp age | `benchmarks/soak.py` | `make soak` |
 | [Contention](#contention): inference beside busy loops, torch loops and a second node; thread policies | `benchmarks/bench_contention.py` | `make bench` |
+| [Holding a latency target](#latency-target): the load stepped beside the node, `latency_target_ms` off and on | `benchmarks/bench_latency_target.py` | `make bench` |
+| [What holding the target costs in accuracy](#latency-target-accuracy): mIoU at the merge levels chosen under each load | `benchmarks/accuracy_latency_target.py` | `make bench` |
 
 Each script rewrites only the text between its own `<!-- bench:NAME:start -->` and
 `<!-- bench:NAME:end -->` markers; everything outside them is kept as written. What the runs showed

@@ -40,7 +40,8 @@ from clustvit_ros.ros.image_codec import numpy_to_image  # noqa: E402
 NODE_EXECUTABLE = Path(sys.prefix) / "lib" / "clustvit_ros" / "clustvit_node"
 NODE_RUNNER = Path(__file__).resolve().parent / "node_runner.py"
 STATS_FIELDS = ("stamp_age_ms", "latency_ms", "queue_ms", "preprocess_ms", "inference_ms",
-                "postprocess_ms", "frames_dropped", "kept_tokens", "patch_tokens", "gflops")
+                "postprocess_ms", "frames_dropped", "kept_tokens", "patch_tokens", "gflops",
+                "merge_budget", "merge_bias")
 _count = itertools.count()
 
 
@@ -92,6 +93,16 @@ def camera_frames(width: int, height: int, count: int = 4, seed: int = 0) -> lis
     rng = np.random.default_rng(seed)
     return [numpy_to_image(np.ascontiguousarray(render_scene(rng, (height, width))[0]), "rgb8")
             for _ in range(count)]
+
+
+def camvid_frames() -> list[Image]:
+    """The packaged CamVid sample frames (480x360 road scenes) as rgb8 Image messages, in name order."""
+    import cv2
+
+    from clustvit_ros.runtime.packaged import SAMPLE_FRAMES
+
+    return [numpy_to_image(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), "rgb8")
+            for path in sorted((REPO / SAMPLE_FRAMES).glob("*.jpg"))]
 
 
 # Camera and receiver ---------------------------------------------------------------------------

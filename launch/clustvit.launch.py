@@ -2,11 +2,12 @@
 
     ros2 launch clustvit_ros clustvit.launch.py camera_topic:=/my_camera/image_raw rviz:=true
     ros2 launch clustvit_ros clustvit.launch.py namespace:=front merge_budget:=0.5 device:=cuda dtype:=fp16
+    ros2 launch clustvit_ros clustvit.launch.py latency_target_ms:=80   # merge more while frames would be late
     ros2 launch clustvit_ros clustvit.launch.py autostart:=false   # then: ros2 lifecycle set /clustvit configure
 
 Outputs: <namespace>/<node_name>/{mask,mask_color,overlay,stats,gflops,latency_ms} and /diagnostics.
-Empty checkpoint/merge_budget/device/dtype/compressed/threads keep the value of the params file (or the
-node's default); a value given here overrides it. The node is a lifecycle node: autostart:=true (the
+Empty checkpoint/merge_budget/latency_target_ms/device/dtype/compressed/threads keep the value of the
+params file (or the node's default); a value given here overrides it. The node is a lifecycle node: autostart:=true (the
 default) configures and activates it at start-up; with autostart:=false it starts unconfigured and
 waits for `ros2 lifecycle set` or a lifecycle manager.
 """
@@ -66,8 +67,9 @@ def _launch_setup(context):
     for key in ('checkpoint', 'device', 'dtype'):
         if arg(key):
             overrides[key] = arg(key)
-    if arg('merge_budget'):
-        overrides['merge_budget'] = _number('merge_budget', arg('merge_budget'), float)
+    for key in ('merge_budget', 'latency_target_ms'):
+        if arg(key):
+            overrides[key] = _number(key, arg(key), float)
     if arg('threads'):
         overrides['threads'] = _number('threads', arg('threads'), int)
     if arg('compressed'):
@@ -117,6 +119,8 @@ def generate_launch_description():
         ('checkpoint', '', 'Packaged model name (camvid, synthetic) or .safetensors path; empty = the params '
                            'file / camvid'),
         ('merge_budget', '', 'Initial merge budget in [0, 1]; empty = the params file'),
+        ('latency_target_ms', '', 'Initial latency target in ms (0 = off): the node merges more than '
+         'merge_budget only while frames would be later than this; empty = the params file'),
         ('device', '', 'auto, cpu, cuda or cuda:N; empty = the params file'),
         ('dtype', '', 'fp32, fp16 or bf16; empty = the params file'),
         ('compressed', '', 'true: segment <camera_topic>/compressed (JPEG/PNG); empty = the params file'),

@@ -1,4 +1,4 @@
-"""`make demo` (tools/demo.py) in short: every output is written and the budget change shows."""
+"""`make demo` (tools/demo.py) in short: every output is written and the parameter changes show."""
 from __future__ import annotations
 
 import csv
@@ -16,14 +16,18 @@ def test_short_demo_writes_everything(tmp_path):
     checkpoint = make_checkpoint(tmp_path / "tiny.safetensors")
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "demo.py"), "--out", str(out), "--duration", "5",
+        [sys.executable, str(REPO / "tools" / "demo.py"), "--out", str(out), "--duration", "7.5",
          "--checkpoint", str(checkpoint), "--rate", "8", "--size", "160", "120", "--overlays", "1",
-         "--budgets", "0", "1", "--domain-id", os.environ["ROS_DOMAIN_ID"]],
+         "--budgets", "0", "1", "--busy", "1", "--domain-id", os.environ["ROS_DOMAIN_ID"]],
         capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "through /clustvit/set_parameters" in proc.stdout and "accepted" in proc.stdout
+    assert "set merge_budget 1 through /clustvit/set_parameters" in proc.stdout, proc.stdout
+    assert "set latency_target_ms " in proc.stdout and proc.stdout.count(": accepted") == 2, proc.stdout
     assert "exit codes 0, 0" in proc.stdout, proc.stdout + proc.stderr  # both children stopped cleanly
-    assert "before the change" in proc.stdout and "after the change" in proc.stdout
+    summary = proc.stdout.split("phase ", 1)[1]
+    assert "merge_budget 0 " in summary and "merge_budget 1 " in summary
+    target = float(summary.split("latency_target_ms ", 1)[1].split(",")[0])
+    assert target > 0 and ", 1 busy " in summary
 
     rows = list(csv.DictReader(open(out / "stats.csv")))
     budgets = [float(r["merge_budget"]) for r in rows]
@@ -35,6 +39,7 @@ def test_short_demo_writes_everything(tmp_path):
     assert (out / "cost.png").stat().st_size > 20_000
     assert len(list(out.glob("overlay_budget0.00_*.png"))) == 1
     assert len(list(out.glob("overlay_budget1.00_*.png"))) == 1
+    assert len(list(out.glob("overlay_target_*.png"))) == 1
     with open(out / "demo.mcap", "rb") as f:
         summary = make_reader(f).get_summary()
     counts = {c.topic: summary.statistics.channel_message_counts.get(c.id, 0) for c in summary.channels.values()}

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticStatus
 from sensor_msgs.msg import CompressedImage, Image
 
 from clustvit_ros.ros.image_codec import image_to_numpy, rgb8_to_compressed
@@ -82,7 +83,8 @@ def test_gflops_fall_as_merge_budget_rises_and_equal_dense_at_zero(node):
 
 @pytest.mark.parametrize("name, value", [
     ("merge_budget", 1.5), ("merge_budget", -0.1), ("merge_budget", math.nan), ("merge_budget", "half"),
-    ("merge_bias", 50.0), ("merge_bias", math.inf), ("overlay_alpha", 2.0), ("enabled", 1),
+    ("merge_bias", 50.0), ("merge_bias", math.inf), ("latency_target_ms", -5.0), ("latency_target_ms", math.nan),
+    ("overlay_alpha", 2.0), ("enabled", 1),
     ("device", "cuda:0"), ("checkpoint", "/elsewhere.safetensors"), ("qos_depth", 5), ("dtype", "fp16"),
 ])
 def test_invalid_parameters_are_rejected_with_a_reason_and_change_nothing(node, name, value):
@@ -105,6 +107,55 @@ def test_live_parameters_apply_to_the_next_frame(node):
         h.set(merge_budget=1.0, overlay_alpha=0.5)
     assert stats.dense and stats.merge_budget == 0.0
     np.testing.assert_array_equal(overlay, image_to_numpy(image))  # alpha 0: the image itself
+
+
+def _diagnostics(h):
+    """The node's newest /diagnostics status."""
+    return next(status for array in reversed(h.messages("diagnostics")) for status in array.status
+                if status.name.startswith(h.fqn))
+
+
+def test_a_met_latency_target_runs_exactly_the_users_budget_and_follows_its_changes(node):
+    _, h = node
+    image = rgb_image(96, 96, seed=8)
+    assert h.set(latency_target_ms=10000.0)[0].successful  # every frame is far quicker
+    try:
+        first = [_roundtrip(h, image, (7000 + i, 0), output="stats") for i in range(3)]
+        assert h.set(merge_budget=0.5, merge_bias=-1.0)[0].successful
+        second = [_roundtrip(h, image, (7100 + i, 0), output="stats") for i in range(3)]
+        h.wait_for(lambda: h.diagnostics_value("latency_target_ms") == "10000", 10, "diagnostics")
+        state = h.wait_for(lambda: (v := h.diagnostics_value("latency_target")).startswith("holding 10000 ms: ")
+                           and "merge_budget 0.5" in v and v, 10, "the new floor in the diagnostics")
+    finally:
+        h.set(latency_target_ms=0.0, merge_budget=1.0, merge_bias=0.0)
+    assert {(s.merge_budget, s.merge_bias) for s in first} == {(1.0, 0.0)}
+    assert {(s.merge_budget, s.merge_bias) for s in second} == {(0.5, -1.0)}
+    assert "merge_bias -1 (rung 0 of " in state
+
+
+def test_an_unreachable_latency_target_merges_up_to_its_bound_and_diagnostics_say_why(node):
+    from clustvit_ros.runtime.latency_target import MAX_EXTRA_BIAS
+
+    _, h = node
+    image = rgb_image(96, 96, seed=9)
+    assert h.set(merge_bias=1.0, latency_target_ms=0.01)[0].successful  # no frame takes 10 us
+    try:
+        stats = [_roundtrip(h, image, (8000 + i, 0), output="stats") for i in range(4)]
+        status = h.wait_for(lambda: (d := _diagnostics(h)).message.startswith("target 0.01 ms") and d, 10,
+                            "the saturated state in /diagnostics")
+        assert h.set(latency_target_ms=0.0)[0].successful
+        after = _roundtrip(h, image, (8100, 0), output="stats")
+        h.wait_for(lambda: h.diagnostics_value("latency_target") == "off", 10, "the target off in /diagnostics")
+    finally:
+        h.set(latency_target_ms=0.0, merge_bias=0.0)
+    assert (stats[0].merge_budget, stats[0].merge_bias) == (1.0, 1.0)  # the first frame: the user's
+    top = (1.0, 1.0 + MAX_EXTRA_BIAS)
+    assert [(s.merge_budget, s.merge_bias) for s in stats[1:]] == [top] * 3
+    assert stats[-1].merged_tokens >= stats[0].merged_tokens
+    assert status.level == DiagnosticStatus.WARN and " ms not reachable: " in status.message
+    state = next(kv.value for kv in status.values if kv.key == "latency_target")
+    assert state.startswith("saturated: target 0.01 ms not reachable: ")
+    assert (after.merge_budget, after.merge_bias) == (1.0, 1.0)  # off: exactly the user's again
 
 
 def _bad_images() -> dict[str, Image]:

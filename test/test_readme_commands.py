@@ -63,6 +63,22 @@ def succeeded(name: str, value: float) -> Callable:
     return check
 
 
+def latency_target(value: float, state: str) -> Callable:
+    """The target is set and /diagnostics names its state (`off`, or `holding`/`saturated` ...)."""
+    def check(command: str, tmp_path: Path) -> None:
+        succeeded("latency_target_ms", value)(command, tmp_path)
+        deadline = time.monotonic() + 30
+        while True:  # /diagnostics comes once a second; the first may predate the change
+            out = run("ros2 topic echo /diagnostics --once", timeout=30).stdout
+            values = {kv["key"]: kv["value"] for status in yaml.safe_load(out.split("---")[0])["status"]
+                      for kv in status["values"]}
+            if values.get("latency_target_ms") == f"{value:g}":
+                break
+            assert time.monotonic() < deadline, out
+        assert re.match(state, values["latency_target"]), values["latency_target"]
+    return check
+
+
 def refused(command: str, tmp_path: Path) -> None:
     before = run("ros2 param get /clustvit merge_budget").stdout
     result = run(command)
@@ -157,6 +173,8 @@ CHECKS: dict[str, Callable | None] = {  # None: a command that starts what the c
     "ros2 param get /clustvit merge_budget": got,
     "ros2 param describe /clustvit merge_budget": described,
     "ros2 param set /clustvit merge_budget 1.5": refused,
+    "ros2 param set /clustvit latency_target_ms 80.0": latency_target(80.0, r"(holding 80 ms|saturated): "),
+    "ros2 param set /clustvit latency_target_ms 0.0": latency_target(0.0, r"off$"),
     "ros2 lifecycle get /clustvit": in_state("active [3]"),
     "ros2 lifecycle set /clustvit deactivate": transitioned("inactive [2]", camera_subscribers=0),
     "ros2 lifecycle set /clustvit cleanup": transitioned("unconfigured [1]", camera_subscribers=0),

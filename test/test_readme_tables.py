@@ -130,3 +130,11 @@ def test_a_drifted_or_unlinked_figure_is_caught(tmp_path):
     assert len(figure_problems(page, bench)) == 1  # more digits than the table has
     page.write_text("The overhead is 2.0 ms ([model level](docs/BENCHMARKS.md#model-level)).\n")
     assert len(figure_problems(page, bench)) == 1  # in the file, but not in the section linked
+
+
+def test_the_latency_target_parameter_names_the_controllers_bias_bound():
+    from clustvit_ros.runtime.latency_target import MAX_EXTRA_BIAS
+
+    spec = next(spec for spec in PARAMETERS if spec.name == "latency_target_ms")
+    assert f"bias up to merge_bias + {MAX_EXTRA_BIAS:g})" in spec.description
+    assert f"`merge_bias` + {MAX_EXTRA_BIAS:g})" in (REPO / "README.md").read_text()

@@ -37,8 +37,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..runtime.choices import DTYPE_NAMES, RESIZE_POLICIES
 from ..runtime.error_text import error_text
+from ..runtime.options import DESCRIPTIONS, DTYPE_NAMES, RESIZE_POLICIES, EngineOptions, check_merge
 
 DEFAULT_MAX_CHUNK_MIB = 256
 """Largest inflated chunk, or other record, read from a bag by default (rosbag2 writes 768 KiB chunks,
@@ -56,17 +56,15 @@ def add_parser(subparsers) -> None:
     p.add_argument("input", type=Path, help="ROS 2 bag: an .mcap file or a rosbag2 folder holding one")
     p.add_argument("output", type=Path, help="the .mcap file to write")
     p.add_argument("--topic", required=True, help="image topic (sensor_msgs/Image or CompressedImage)")
-    p.add_argument("--checkpoint", default="", help="a packaged model's name (camvid, synthetic) or a "
-                   ".safetensors path (default: camvid)")
+    p.add_argument("--checkpoint", default="", help=DESCRIPTIONS["checkpoint"])
     p.add_argument("--budget", type=float, default=1.0,
                    help="merge_budget in [0, 1]: 0 = dense, 1 = the model's own decision (default 1)")
     p.add_argument("--bias", type=float, default=0.0, help="merge_bias [logit] (default 0)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--dtype", default="fp32", choices=DTYPE_NAMES)
-    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
-                   help="model input size (default: the model's training size)")
-    p.add_argument("--resize", default="fixed", choices=RESIZE_POLICIES)
-    p.add_argument("--labels-file", default="", help="labels YAML for mask_color/overlay colours")
+    p.add_argument("--device", default="auto", help=DESCRIPTIONS["device"])
+    p.add_argument("--dtype", default="fp32", choices=DTYPE_NAMES, help=DESCRIPTIONS["dtype"])
+    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help=DESCRIPTIONS["input_size"])
+    p.add_argument("--resize", default="fixed", choices=RESIZE_POLICIES, help=DESCRIPTIONS["resize"])
+    p.add_argument("--labels-file", default="", help=DESCRIPTIONS["labels_file"])
     p.add_argument("--alpha", type=float, default=0.5, help="overlay weight of the mask (default 0.5)")
     p.add_argument("--max-image-pixels", type=int, metavar="N",
                    help="larger images are skipped (default: the node's max_image_pixels default)")
@@ -114,8 +112,9 @@ def run(args: argparse.Namespace) -> int:
     """`clustvit bag` handler; every failure is a one-line ValueError (the command line prints it, exit 2)."""
     source = _input_file(args.input)
     _check_output(args.output, source, args.force)
-    if not 0.0 <= args.budget <= 1.0 or not math.isfinite(args.bias):
-        raise ValueError(f"--budget must lie in [0, 1] and --bias be finite, got {args.budget}, {args.bias}")
+    if reason := check_merge(args.budget, args.bias):
+        raise ValueError(f"{reason} (--budget, --bias)")
+    options = EngineOptions.from_values(vars(args))  # refuses bad options before the bag is read
     if args.max_image_pixels is not None and args.max_image_pixels < 1:
         raise ValueError(f"--max-image-pixels must be positive, got {args.max_image_pixels}")
     if not 0.0 <= args.alpha <= 1.0:
@@ -125,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_chunk_mib < 1:
         raise ValueError(f"--max-chunk-mib must be positive, got {args.max_chunk_mib}")
     try:
-        summary, seconds = process_bag(source, args)
+        summary, seconds = process_bag(source, args, options)
     except OSError as exc:  # reading errors are ValueErrors by now: this is the output
         raise ValueError(f"cannot write {args.output}: {exc.strerror or exc}") from exc
     print_summary(summary, seconds, args)
@@ -162,17 +161,13 @@ def _check_output(output: Path, source: Path, force: bool) -> None:
         raise ValueError(f"{output} exists; pass --force to overwrite it")
 
 
-def _open_engine(args):
+def _open_engine(options: EngineOptions):
     from ..runtime.engine import Engine
-    from ..runtime.packaged import resolve_checkpoint
 
-    checkpoint = str(resolve_checkpoint(args.checkpoint))
-    engine = Engine(checkpoint, device=args.device, dtype=args.dtype,
-                    input_size=tuple(args.input_size) if args.input_size else None,
-                    resize=args.resize, labels_file=args.labels_file or None)
+    engine = Engine.from_options(options)
     for warning in engine.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    return engine, checkpoint
+    return engine
 
 
 def _read_summary(source: Path):
@@ -224,7 +219,7 @@ def _messages(stream, info, source: Path, max_bytes: int):
         yield channel, message
 
 
-def process_bag(source: Path, args) -> tuple[Summary, float]:
+def process_bag(source: Path, args, options: EngineOptions) -> tuple[Summary, float]:
     """Copy the bag to ``args.output`` with a segmentation of every image of ``args.topic``."""
     from mcap.reader import make_reader
     from mcap_ros2.decoder import DecoderFactory
@@ -249,9 +244,9 @@ def process_bag(source: Path, args) -> tuple[Summary, float]:
     check_chunk_index(info, max_bytes)  # before the model loads; the reader holds to it whatever the index says
     images = BagImages(lambda: DecoderFactory().decoder_for(channel.message_encoding, schema),
                        schema.name.endswith("CompressedImage"), args.max_image_pixels)
-    engine, checkpoint = _open_engine(args)
+    engine = _open_engine(options)
     budget = MergeBudget(args.budget, args.bias)
-    summary = Summary(checkpoint=checkpoint)
+    summary = Summary(checkpoint=str(engine.checkpoint))
     progress = _progress(info.statistics.channel_message_counts.get(channel.id) if info.statistics else None,
                          args)
     start = time.monotonic()

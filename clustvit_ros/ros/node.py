@@ -15,8 +15,9 @@ With `autostart` (the default) `main.py` configures and activates it at start-up
 behaves as a plain node, and a failed configure ends the process with code 1.
 
 The node is thin. The subscription callback only puts the message into a one-slot mailbox and tells
-the inference thread, which decodes it, runs `runtime.Engine` with the live merge budget and
-publishes. Every output carries the input's header. Parameters are validated in the set-parameters
+the inference thread, which decodes it, runs `runtime.Engine` with the merge budget that
+`runtime.LatencyTarget` chooses from the live settings (the user's own while `latency_target_ms`
+is off) and publishes. Every output carries the input's header. Parameters are validated in the set-parameters
 callback and the live ones swapped in as one immutable value, so a change applies to the next frame
 with no lock around the model.
 
@@ -28,12 +29,11 @@ from __future__ import annotations
 import time
 from concurrent.futures import wait
 from functools import partial
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import ParameterException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -43,13 +43,14 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from clustvit_ros.msg import FrameStats
 
-from ..model.budget import MergeBudget
 from ..runtime.engine import Engine, InputRejected
 from ..runtime.error_text import error_text
 from ..runtime.frame import Frame, FrameTimes, stamp_age_ms
-from ..runtime.packaged import resolve_checkpoint
+from ..runtime.latency_target import LatencyTarget, TargetState
+from ..runtime.options import EngineOptions
 from ..runtime.threads import InferenceThreads
 from .camera_info import camera_info_topic
+from .configured import Configured
 from .image_codec import ImageDecodeError, compressed_to_rgb8, to_rgb8
 from .inference_thread import InferenceThread
 from .latest_slot import LatestSlot
@@ -93,23 +94,26 @@ class ClustViTNode(LifecycleNode):
         self._stop_requested = stop_requested
         # Threads: the executor runs the callbacks, the transitions and the diagnostics timer; the
         # inference thread runs the warm-up and the frames. What they share is guarded or replaced
-        # whole: `_settings` is a frozen LiveSettings, `engine`, `_outputs` and `_camera_info` are
-        # replaced, `_processing` is a flag; `_slot` and `_diag` take their own locks. The
-        # configure values (`_compressed`, `_max_pixels`, ...) change only while nothing runs.
+        # whole: `_settings` (LiveSettings) and `_configured` (Configured) are frozen values,
+        # `_camera_info` is replaced, `_processing` is a flag; `_slot` and `_diag` take their own locks.
         self._slot: LatestSlot[tuple[Image | CompressedImage, float]] = LatestSlot()
         self._diag = DiagnosticsWindow()
         self._camera_info: CameraInfo | None = None
         self._processing = False  # active: frames are segmented and published
-        self.engine: Engine | None = None  # from configure to cleanup
-        self._outputs: Outputs | None = None
+        self._configured: Configured | None = None  # from configure to cleanup
         self._inputs: list[Subscription] = []
-        self._model_info = ""
         self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)  # in every state
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_timer(self._diag_period, self._publish_diagnostics)
         self._inference = InferenceThread("clustvit_inference")
         if not self.autostart:
             self.get_logger().info("unconfigured: waiting for the configure transition (autostart is false)")
+
+    @property
+    def engine(self) -> Engine | None:
+        """The loaded model's engine, from configure to cleanup."""
+        configured = self._configured
+        return configured.engine if configured is not None else None
 
     @property
     def lifecycle_state(self) -> str:
@@ -131,31 +135,28 @@ class ClustViTNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         p = self._parameter_values()
         try:
-            checkpoint = resolve_checkpoint(p["checkpoint"], *share_dirs())
             # Loaded on the inference thread: building the model runs torch's OpenMP pool, and a
             # process whose first OpenMP thread is not the inference thread runs every frame at
             # about 0.6x speed (docs/BENCHMARKS.md, finding 3 and issue 14).
             engine = self._inference.submit(partial(
-                Engine, checkpoint, device=p["device"], dtype=p["dtype"],
-                input_size=tuple(p["input_size"]) if p["input_size"][0] else None,
-                resize=p["resize"], labels_file=p["labels_file"] or None,
-                cuda_graphs=p["cuda_graphs"])).result()
+                Engine.from_options, EngineOptions.from_values(p), *share_dirs())).result()
         except (OSError, ValueError) as exc:  # missing, corrupt or inconsistent model or labels
             return self._failed("configure", str(exc))
         except Exception as exc:  # anything else the load raises (a CUDA error, ...) fails it too
             return self._failed("configure", f"{type(exc).__name__}: {exc}")
         for warning in engine.warnings:
             self.get_logger().warning(warning)
-        self.engine = engine
-        self._model_info = (f"{Path(checkpoint).name} ({engine.config.variant}, k={engine.config.k}, "
-                            f"ip={engine.config.ip}, {engine.config.num_classes} classes)")
-        self._threads = InferenceThreads(p["threads"])
-        self._compressed, self._max_pixels = p["compressed"], p["max_image_pixels"]
-        self._qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p["qos_depth"],
-                               reliability=RELIABILITY[p["qos_reliability"]])
-        self._outputs = Outputs(self)
-        self.get_logger().info(f"loaded {self._model_info} on {engine.device} ({_dtype_name(engine)}): "
-                               "warming up")
+        config = engine.config
+        self._configured = configured = Configured(
+            engine=engine, outputs=Outputs(self), threads=InferenceThreads(p["threads"]),
+            latency_target=LatencyTarget(),
+            qos=QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p["qos_depth"],
+                           reliability=RELIABILITY[p["qos_reliability"]]),
+            compressed=p["compressed"], max_pixels=p["max_image_pixels"],
+            model_info=(f"{engine.checkpoint.name} ({config.variant}, k={config.k}, ip={config.ip}, "
+                        f"{config.num_classes} classes)"))
+        self.get_logger().info(f"loaded {configured.model_info} on {engine.device} "
+                               f"({configured.dtype_name}): warming up")
         if (reason := self._await_warm_up()) is not None:
             self._release(wait_s=0.0)
             return self._failed("configure", reason)
@@ -163,15 +164,16 @@ class ClustViTNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         result = super().on_activate(state)  # the publishers first
-        msg_type, topic = (CompressedImage, "image/compressed") if self._compressed else (Image, "image")
+        c = self._configured
+        msg_type, topic = (CompressedImage, "image/compressed") if c.compressed else (Image, "image")
         self._inputs = [
-            self.create_subscription(msg_type, topic, self._on_image, self._qos),
+            self.create_subscription(msg_type, topic, self._on_image, c.qos),
             self.create_subscription(CameraInfo, camera_info_topic(self.resolve_topic_name("image")),
-                                     self._on_camera_info, self._qos)]
+                                     self._on_camera_info, c.qos)]
         self._processing = True
         self.get_logger().info(
-            f"segmenting {self.resolve_topic_name(topic)} with {self._model_info} on {self.engine.device} "
-            f"({_dtype_name(self.engine)}), merge_budget={self._settings.merge_budget}")
+            f"segmenting {self.resolve_topic_name(topic)} with {c.model_info} on {c.engine.device} "
+            f"({c.dtype_name}), merge_budget={self._settings.merge_budget}")
         return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -226,11 +228,10 @@ class ClustViTNode(LifecycleNode):
         if wait_s > 0 and not self._inference.drain(wait_s):
             self.get_logger().warning(f"the frame in flight did not finish within {wait_s:g} s: "
                                       "its memory is freed when it does")
-        engine, outputs, self.engine, self._outputs = self.engine, self._outputs, None, None
-        if outputs is not None:
-            outputs.destroy()
-        if engine is not None:
-            engine.close()
+        configured, self._configured = self._configured, None
+        if configured is not None:
+            configured.outputs.destroy()
+            configured.engine.close()
 
     def _failed(self, transition: str, reason: str) -> TransitionCallbackReturn:
         self.get_logger().error(f"{transition} failed: {error_text(reason)}")
@@ -266,16 +267,22 @@ class ClustViTNode(LifecycleNode):
         return SetParametersResult(successful=True)
 
     def _publish_diagnostics(self) -> None:
-        s, engine = self._settings, self.engine
+        s, c = self._settings, self._configured
+        target = c.latency_target.state if c is not None and s.latency_target_ms > 0 else None
         extra = {"lifecycle_state": self.lifecycle_state, "enabled": str(s.enabled),
                  "merge_budget": f"{s.merge_budget:g}", "merge_bias": f"{s.merge_bias:g}",
+                 "latency_target_ms": f"{s.latency_target_ms:g}",
+                 "latency_target": _target_text(s.latency_target_ms, target),
                  "frames_received": str(self._slot.received)}
-        if engine is not None:
-            extra.update(device=str(engine.device), dtype=_dtype_name(engine), model=self._model_info,
-                         threads=self._threads.describe())
+        if c is not None:
+            extra.update(device=str(c.engine.device), dtype=c.dtype_name, model=c.model_info,
+                         threads=c.threads.describe())
         status = self._diag.status(self._diag_period, self._slot.dropped, extra)
+        if target is not None and target.mode == "saturated" and extra["lifecycle_state"] == "active":
+            status.level = max(status.level, DiagnosticStatus.WARN)
+            status.message = target.reason + ("" if status.message == "segmenting" else f"; {status.message}")
         status.name = f"{self.get_fully_qualified_name()}: segmentation"
-        status.hardware_id = str(engine.device) if engine is not None else ""
+        status.hardware_id = str(c.engine.device) if c is not None else ""
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self._pub_diag.publish(array)
@@ -289,44 +296,51 @@ class ClustViTNode(LifecycleNode):
         it runs on this thread, the first and only one of the process to use torch's thread pool
         (another thread would share it at about half speed, docs/BENCHMARKS.md).
         """
-        self._threads.before_frame()
-        s = self._settings
+        c = self._configured
+        c.threads.before_frame()
         start = time.monotonic()
-        blank = np.zeros((*self.engine.input_size, 3), np.uint8)
-        self.engine.run(blank, MergeBudget(s.merge_budget, s.merge_bias))
+        c.engine.run(np.zeros((*c.engine.input_size, 3), np.uint8), self._settings.budget)
         self.get_logger().info(f"ready: warm-up frame {(time.monotonic() - start) * 1e3:.0f} ms, "
-                               f"{self._threads.describe()} inference threads")
+                               f"{c.threads.describe()} inference threads")
 
     def _process_newest(self) -> None:
         """Segment and publish the newest frame, if one is waiting."""
-        item, engine, outputs, settings = self._slot.take(), self.engine, self._outputs, self._settings
-        if item is None or engine is None or outputs is None or not settings.enabled:
+        item, c, settings = self._slot.take(), self._configured, self._settings
+        if item is None or c is None or not settings.enabled:
             return
-        self._threads.before_frame()
+        c.threads.before_frame()
         try:
-            self._process(engine, outputs, *item, settings)
+            self._process(c, *item, settings)
         except (ImageDecodeError, InputRejected) as exc:
             self._report("input", f"bad input image: {exc}")
         except torch.cuda.OutOfMemoryError as exc:
-            engine.release_cached_memory()
-            self._report("processing", f"out of memory on {engine.device}, frame skipped: {exc}")
+            c.engine.release_cached_memory()
+            self._report("processing", f"out of memory on {c.engine.device}, frame skipped: {exc}")
         except Exception as exc:  # a frame that fails must not stop the node
             if self._processing:  # else a transition took the model or the publishers away mid-frame
                 self._report("processing", f"processing failed: {type(exc).__name__}: {exc}")
 
-    def _process(self, engine: Engine, outputs: Outputs, msg: Image | CompressedImage, received: float,
+    def _process(self, c: Configured, msg: Image | CompressedImage, received: float,
                  settings: LiveSettings) -> None:
         started = time.monotonic()
-        rgb = compressed_to_rgb8(msg, self._max_pixels) if self._compressed else to_rgb8(msg, self._max_pixels)
+        rgb = compressed_to_rgb8(msg, c.max_pixels) if c.compressed else to_rgb8(msg, c.max_pixels)
         decoded = time.monotonic()
-        budget = MergeBudget(settings.merge_budget, settings.merge_bias)
-        frame = Frame(rgb, engine.run(rgb, budget), engine.classes.palette)
+        budget = c.latency_target.budget(settings.latency_target_ms, settings.budget)
+        frame = Frame(rgb, c.engine.run(rgb, budget), c.engine.classes.palette)
         segmented = time.monotonic()
         header = msg.header
-        outputs.publish_images(frame, header, self._camera_info, settings)
-        times = FrameTimes.from_marks(received, started, decoded, segmented, time.monotonic(),
-                                      self._stamp_age_ms(header))
-        outputs.publish_cost(FrameStats(header=header, **frame.stats(times, budget, self._slot.dropped)), settings)
+        c.outputs.publish_images(frame, header, self._camera_info, settings)
+        done = time.monotonic()
+        times = FrameTimes.from_marks(received, started, decoded, segmented, done, self._stamp_age_ms(header))
+        c.outputs.publish_cost(FrameStats(header=header, **frame.stats(times, budget, self._slot.dropped)),
+                               settings)
+        was_saturated = c.latency_target.state.mode == "saturated"
+        stats = frame.result.stats
+        c.latency_target.observe(done, times.latency_ms, frame.result.gflops, stats.kept_tokens[0],
+                                 stats.patch_tokens)
+        if c.latency_target.state.mode == "saturated" and not was_saturated:
+            self.get_logger().warning(f"latency_target_ms: {c.latency_target.state.reason}",
+                                      throttle_duration_sec=LOG_THROTTLE_S)
         self._diag.add_frame(times, frame.result.gflops)
 
     def _stamp_age_ms(self, header) -> float:
@@ -351,5 +365,10 @@ class ClustViTNode(LifecycleNode):
         return self._inference.close(timeout)
 
 
-def _dtype_name(engine: Engine) -> str:
-    return str(engine.dtype).removeprefix("torch.")
+def _target_text(target_ms: float, state: TargetState | None) -> str:
+    """The latency target's state for /diagnostics: off, holding ... or saturated: ..."""
+    if target_ms <= 0:
+        return "off"
+    if state is None or state.mode == "off":  # on, and no frame has run with it yet
+        return f"holding {target_ms:g} ms: no frame yet"
+    return state.describe()

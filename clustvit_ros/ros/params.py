@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-from ..runtime.choices import DTYPE_NAMES, RESIZE_POLICIES, check_device_spec
+from ..runtime import options
+from ..runtime.options import DESCRIPTIONS, DTYPE_NAMES, RESIZE_POLICIES
 from .image_codec import DEFAULT_MAX_PIXELS
+
+if TYPE_CHECKING:
+    from ..model.budget import MergeBudget
 
 RELIABILITIES = ("best_effort", "reliable", "system_default")
 
@@ -34,31 +38,32 @@ class ParamSpec:
 PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("merge_budget", 1.0, "Share of patch tokens that may be merged: at most floor(budget*P) "
               "tokens with the largest merge margin. 0 = dense ViT (no merging), 1 = the model's own "
-              "decision (the paper's behaviour).", live=True, range=(0.0, 1.0)),
+              "decision (the paper's behaviour). With latency_target_ms on, the least merging used.",
+              live=True, range=(0.0, 1.0)),
     ParamSpec("merge_bias", 0.0, "Added to every token's merge margin (logits): > 0 merges more than "
-              "the model would, < 0 less.", live=True, range=(-20.0, 20.0)),
+              "the model would, < 0 less. With latency_target_ms on, the least used.", live=True,
+              range=(-20.0, 20.0)),
+    ParamSpec("latency_target_ms", 0.0, "Hold each frame's latency (received to published, FrameStats "
+              "latency_ms) at or under this: the node merges more than merge_budget and merge_bias ask "
+              "(budget up to 1, then bias up to merge_bias + 6) only while the target "
+              "needs it. FrameStats carry what each frame used, /diagnostics the state. 0 = off.",
+              live=True, range=(0.0, 60000.0)),
     ParamSpec("enabled", True, "Process frames; false keeps the subscription but runs nothing.", live=True),
     ParamSpec("overlay_alpha", 0.5, "Weight of the colourised mask in ~/overlay.", live=True, range=(0.0, 1.0)),
     ParamSpec("publish_mask_color", True, "Publish ~/mask_color (computed only while subscribed).", live=True),
     ParamSpec("publish_overlay", True, "Publish ~/overlay (computed only while subscribed).", live=True),
     ParamSpec("publish_plot_topics", True, "Publish ~/gflops and ~/latency_ms (only while subscribed).",
               live=True),
-    ParamSpec("checkpoint", "", "Model: a packaged model's name (camvid: real road scenes, CC BY-NC; "
-              "synthetic: synthetic robot scenes) or a .safetensors path; empty = camvid.", configure=True),
-    ParamSpec("device", "auto", "auto, cpu, cuda or cuda:N; a missing GPU falls back to the CPU with a warning.",
-              configure=True),
-    ParamSpec("dtype", "fp32", "Activation dtype.", configure=True, choices=DTYPE_NAMES),
-    ParamSpec("cuda_graphs", False, "GPU only: run the transformer blocks as CUDA graphs captured per "
-              "token-count bucket (the first frame in a new bucket captures one). Off by default: not "
-              "yet measured on a GPU (make bench-gpu).", configure=True),
+    ParamSpec("checkpoint", "", DESCRIPTIONS["checkpoint"], configure=True),
+    ParamSpec("device", "auto", DESCRIPTIONS["device"], configure=True),
+    ParamSpec("dtype", "fp32", DESCRIPTIONS["dtype"], configure=True, choices=DTYPE_NAMES),
+    ParamSpec("cuda_graphs", False, DESCRIPTIONS["cuda_graphs"], configure=True),
     ParamSpec("threads", 0, "CPU threads for inference (torch intra-op); 0 = follow the load: one per "
               "core that other processes leave free, re-decided every 0.5 s (busy cores make waiting "
               "threads spin against them); N = exactly N.", configure=True, range=(0, 1024)),
-    ParamSpec("input_size", [0, 0], "[H, W] the image is resized to for the model; [0, 0] = the model's "
-              "training size.", configure=True),
-    ParamSpec("resize", "fixed", "fixed: resize to input_size; keep_aspect: short side to min(input_size); "
-              "none: native resolution.", configure=True, choices=RESIZE_POLICIES),
-    ParamSpec("labels_file", "", "YAML with class names and colours; empty = the checkpoint's own.", configure=True),
+    ParamSpec("input_size", [0, 0], DESCRIPTIONS["input_size"], configure=True),
+    ParamSpec("resize", "fixed", DESCRIPTIONS["resize"], configure=True, choices=RESIZE_POLICIES),
+    ParamSpec("labels_file", "", DESCRIPTIONS["labels_file"], configure=True),
     ParamSpec("compressed", False, "Subscribe to image/compressed (JPEG/PNG) instead of image.", configure=True),
     ParamSpec("qos_reliability", "best_effort", "Input QoS reliability (default: the sensor-data profile).",
               configure=True, choices=RELIABILITIES),
@@ -79,6 +84,7 @@ class LiveSettings:
 
     merge_budget: float = 1.0
     merge_bias: float = 0.0
+    latency_target_ms: float = 0.0
     enabled: bool = True
     overlay_alpha: float = 0.5
     publish_mask_color: bool = True
@@ -88,6 +94,13 @@ class LiveSettings:
     def updated(self, changes: dict[str, Any]) -> LiveSettings:
         names = {f.name for f in fields(self)}
         return replace(self, **{k: v for k, v in changes.items() if k in names})
+
+    @property
+    def budget(self) -> MergeBudget:
+        """The merge budget these settings set."""
+        from ..model.budget import MergeBudget  # here: importing the model package imports torch
+
+        return MergeBudget(self.merge_budget, self.merge_bias)
 
 
 def descriptor(spec: ParamSpec) -> ParameterDescriptor:
@@ -118,9 +131,4 @@ def check(name: str, value: Any) -> str | None:
         return f"{name} must lie in [{spec.range[0]}, {spec.range[1]}], got {value!r}"
     if spec.choices and value not in spec.choices:
         return f"{name} must be one of {', '.join(spec.choices)}, got {value!r}"
-    if name == "device":
-        return check_device_spec(value)
-    if name == "input_size" and (len(value) != 2 or any(v < 0 or v > 8192 for v in value)
-                                 or (0 in value and list(value) != [0, 0])):
-        return f"input_size must be [H, W] with 1..8192 each, or [0, 0], got {list(value)!r}"
-    return None
+    return options.check(name, value)

@@ -5,7 +5,7 @@ import contextlib
 
 import torch
 
-from .choices import DTYPE_NAMES, check_device_spec
+from .options import DTYPE_NAMES, check, check_device_spec
 
 DTYPES = dict(zip(DTYPE_NAMES, (torch.float32, torch.float16, torch.bfloat16)))
 
@@ -40,8 +40,8 @@ def resolve_dtype(name: str, device: torch.device) -> tuple[torch.dtype, list[st
 
     fp16 on the CPU is slow and partly unsupported in PyTorch, so it falls back to fp32 there.
     """
-    if name not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {name!r}")
+    if reason := check("dtype", name):
+        raise ValueError(reason)
     if name == "fp16" and device.type == "cpu":
         return torch.float32, ["dtype 'fp16' is not supported on the CPU: running in fp32"]
     return DTYPES[name], []

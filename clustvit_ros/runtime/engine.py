@@ -22,9 +22,10 @@ from ..model.flops import dense_gflops, frame_gflops
 from ..model.pixels import Normalize
 from ..model.segmentor import TokenStats
 from .block_graphs import BlockGraphs
-from .choices import RESIZE_POLICIES
 from .device import device_scope, resolve_device, resolve_dtype
 from .label_map import upsample_argmax
+from .options import EngineOptions, check
+from .packaged import resolve_checkpoint
 from .timing import StageClock
 
 MAX_MODEL_PIXELS = 2048 * 2048
@@ -116,6 +117,14 @@ class Engine:
         elif cuda_graphs:
             self.warnings.append("cuda_graphs needs a CUDA device: running the blocks without graphs")
 
+    @classmethod
+    def from_options(cls, options: EngineOptions, *share_dirs: str | Path) -> Engine:
+        """The engine `options` describe; a packaged model's name is looked up in `share_dirs` first
+        (see :func:`~.packaged.resolve_checkpoint`)."""
+        return cls(resolve_checkpoint(options.checkpoint, *share_dirs), device=options.device,
+                   dtype=options.dtype, input_size=options.input_size, resize=options.resize,
+                   labels_file=options.labels_file or None, cuda_graphs=options.cuda_graphs)
+
     @torch.inference_mode()
     def run(self, rgb: np.ndarray, budget: MergeBudget = MergeBudget()) -> Result:
         """Segment one HxWx3 uint8 RGB image with the given merge budget."""
@@ -179,5 +188,5 @@ class Engine:
 
 def check_resize_policy(resize: str) -> None:
     """Raise ValueError when `resize` is not a known policy."""
-    if resize not in RESIZE_POLICIES:
-        raise ValueError(f"resize must be one of {', '.join(RESIZE_POLICIES)}, not {resize!r}")
+    if reason := check("resize", resize):
+        raise ValueError(reason)

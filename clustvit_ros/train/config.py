@@ -17,7 +17,7 @@ import yaml
 
 from ..data import DATASETS
 from ..data.files import read_yaml
-from ..runtime.choices import RESIZE_POLICIES
+from ..runtime.options import RESIZE_POLICIES
 from .class_weights import CLASS_WEIGHTS
 
 

@@ -21,8 +21,8 @@ import torch
 from ..data import DATASETS
 from ..model.budget import MergeBudget
 from ..model.checkpoints import read_metadata
-from ..runtime.choices import DTYPE_NAMES, RESIZE_POLICIES
 from ..runtime.engine import Engine
+from ..runtime.options import DESCRIPTIONS, DTYPE_NAMES, RESIZE_POLICIES, EngineOptions
 from ..runtime.percentile import percentile
 from .config import DataConfig, load_config
 from .data import val_dataset
@@ -113,11 +113,10 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
                       help="images: synthetic scenes to render, or the first N of a real split")
     data.add_argument("--seed", type=int, help="synthetic scene seed")
     engine = parser.add_argument_group("engine")
-    engine.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    engine.add_argument("--dtype", default="fp32", choices=DTYPE_NAMES)
+    engine.add_argument("--device", default="auto", help=DESCRIPTIONS["device"])
+    engine.add_argument("--dtype", default="fp32", choices=DTYPE_NAMES, help=DESCRIPTIONS["dtype"])
     engine.add_argument("--resize", choices=RESIZE_POLICIES,
-                        help="how images are resized to the model input (engine policy; default: "
-                             "the recipe's data.eval_resize, else fixed)")
+                        help=DESCRIPTIONS["resize"] + " Default: the recipe's data.eval_resize, else fixed.")
     engine.add_argument("--warmup", type=int, default=5, help="untimed frames before timing")
     engine.add_argument("--threads", type=int, help="torch CPU threads")
 
@@ -138,8 +137,8 @@ def data_config_from_args(args: argparse.Namespace, model_size: tuple[int, int])
 def open_engine(checkpoint: str, args: argparse.Namespace, data: DataConfig) -> Engine:
     if args.threads:
         torch.set_num_threads(args.threads)
-    seg = Engine(checkpoint, device=args.device, dtype=args.dtype,
-                 resize=args.resize or data.eval_resize)
+    seg = Engine.from_options(EngineOptions(checkpoint, device=args.device, dtype=args.dtype,
+                                            resize=args.resize or data.eval_resize))
     for warning in seg.warnings:
         print(f"warning: {warning}")
     return seg

@@ -33,6 +33,7 @@ from ..model.checkpoints import check_shapes, load_checkpoint, save_checkpoint
 from ..model.configs import ClustViTConfig
 from ..model.segmentor import ClustViT
 from ..runtime.engine import Engine
+from ..runtime.options import EngineOptions
 from .class_weights import class_weights
 from .config import TrainConfig, load_config
 from .data import train_dataset, val_dataset
@@ -317,7 +318,7 @@ def _evaluate(checkpoint: Path, val, device: torch.device, resize: str,
               step: int) -> dict[str, Any]:
     """The saved weights through the engine at the default budget, leaving the RNGs untouched."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        seg = Engine(checkpoint, device=str(device), resize=resize)
+        seg = Engine.from_options(EngineOptions(str(checkpoint), device=str(device), resize=resize))
         r = evaluate(seg, val, MergeBudget(), warmup=1)
     return {"step": step, "eval": True, "miou": r.miou, "iou": r.iou, "gflops_mean": r.gflops_mean,
             "gflops_std": r.gflops_std, "dense_gflops": r.dense_gflops, "kept_mean": r.kept_mean,

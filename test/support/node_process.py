@@ -17,12 +17,14 @@ NODE_EXECUTABLE = executable("clustvit_node")
 _count = itertools.count()
 
 
-def start_node(namespace: str, *params: str, extra_args: tuple[str, ...] = ()) -> subprocess.Popen:
-    """Start the node under `namespace` with `-p name:=value` for each of `params`."""
+def start_node(namespace: str, *params: str, extra_args: tuple[str, ...] = (),
+               cpus: set[int] | None = None) -> subprocess.Popen:
+    """Start the node under `namespace` with `-p name:=value` for each of `params`; on `cpus` only
+    when given (its CPU affinity, which its threads inherit)."""
     argv = [str(NODE_EXECUTABLE), "--ros-args", "-r", f"__ns:={namespace}", *extra_args]
     for param in params:
         argv += ["-p", param]
-    return processes.start(argv)
+    return processes.start(argv, preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
 
 
 def unique_namespace(tag: str) -> str:
@@ -31,12 +33,14 @@ def unique_namespace(tag: str) -> str:
 
 @contextlib.contextmanager
 def running_node(*params: str, tag: str = "t", outputs=("mask", "stats"), ready_timeout: float = 90.0,
-                 publisher_depth: int = 10, image_topic: str | None = None):
+                 publisher_depth: int = 10, image_topic: str | None = None, cpus: set[int] | None = None):
     """A started node plus a Harness talking to it; yields (process, harness); stops both after.
 
-    `image_topic`: remap the node's `image` there (the harness publishes there too)."""
+    `image_topic`: remap the node's `image` there (the harness publishes there too). `cpus`: the
+    CPUs the node may run on."""
     namespace = unique_namespace(tag)
-    proc = start_node(namespace, *params, extra_args=("-r", f"image:={image_topic}") if image_topic else ())
+    proc = start_node(namespace, *params, extra_args=("-r", f"image:={image_topic}") if image_topic else (),
+                      cpus=cpus)
     context = Context()
     rclpy.init(context=context)
     harness = Harness(context, f"{namespace}/clustvit", outputs=outputs, publisher_depth=publisher_depth,
