@@ -89,7 +89,7 @@ demo: setup
 # busy processes and a second node; thread policies) and latency-target (the load stepped beside
 # the node, latency_target_ms off and on; then the accuracy of the merge levels it chose, on
 # held-out CamVid frames when ../shared/datasets/camvid exists) benchmarks. Each replaces only its
-# own marked section of docs/BENCHMARKS.md and writes its PNGs beside it (~30 min on 2 cores).
+# own marked section of docs/BENCHMARKS.md and writes its PNGs beside it.
 # `make soak` (not part of bench): 10,000 frames through the node, leak checks (~4 min).
 # BENCH_MODEL_ARGS / BENCH_NODE_ARGS / BENCH_CONTENTION_ARGS / BENCH_TARGET_ARGS /
 # BENCH_ACCURACY_ARGS / SOAK_ARGS pass options (see each script's --help).

@@ -15,7 +15,7 @@ or a second node's frame loop on the same camera with the same policy. Policies:
 count and OpenMP settings tried (see POLICIES); `auto` is the node's default.
 
 All cells run in one run, side by side; ratios are to the idle cell of `before` (torch's default
-threads, the node's behaviour before the contention work).
+threads, one per core: no thread policy at all).
 
     .venv/bin/python benchmarks/bench_contention.py                  # ~13 min on 2 cores
     .venv/bin/python benchmarks/bench_contention.py --quick          # default model, 3 policies
@@ -46,7 +46,7 @@ CORES = report.usable_cores()
 
 # name -> (threads parameter, environment set before torch loads, description)
 POLICIES: dict[str, tuple[int, dict[str, str], str]] = {
-    "before": (CORES, {}, f"{CORES} threads (torch's default; the node before this work)"),
+    "before": (CORES, {}, f"{CORES} threads (torch's default, no thread policy)"),
     "one": (1, {}, "1 thread"),
     "passive": (CORES, {"OMP_WAIT_POLICY": "PASSIVE"}, f"{CORES} threads, OMP_WAIT_POLICY=PASSIVE"),
     "spin10k": (CORES, {"GOMP_SPINCOUNT": "10000"}, f"{CORES} threads, GOMP_SPINCOUNT=10000"),
@@ -64,7 +64,7 @@ SCENARIOS: dict[str, tuple[list[str], str]] = {
     "torch2_nice": (["torch@nice", "torch@nice"], f"2 torch loops at nice {NICE}"),
     "node2": ([], "a second node"),
 }
-# Targets (issue 14), as ratios to the idle `before` cell: (p50, p95) per scenario.
+# Targets, as ratios to the idle `before` cell: (p50, p95) per scenario.
 TARGETS = {"driver": (2.5, 4.0), "loop": (2.5, 4.0), "torch": (2.5, 4.0), "loop2": (4.0, 6.0), "torch2": (4.0, 6.0)}
 TARGET_IDLE = 1.10
 TARGET_NODE2_RATE = 0.40

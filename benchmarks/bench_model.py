@@ -50,7 +50,7 @@ from clustvit_ros.runtime.packaged import SAMPLE_FRAMES, default_checkpoint, sha
 
 SECTION = "model"
 TARGET_EFFICIENCY = 0.9
-TARGET_E2E_EFFICIENCY = 0.85  # issue 14: end to end, every row
+TARGET_E2E_EFFICIENCY = 0.85  # end to end, every row
 SCENES = {"camvid": "the demo camera's first CamVid frame (the road scenes it was trained on)",
           "synthetic": "the same synthetic scene"}
 

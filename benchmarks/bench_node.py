@@ -120,8 +120,9 @@ def engine_alone(cell: Cell, merge_budget: float, threads: int, iters: int = 20)
     """The same engine on the same frames, back to back, in a fresh process's main thread, no ROS.
 
     A process of its own: torch must not run on this process's main thread before the node's worker
-    thread does -- a second thread using torch's OpenMP pool in one process halves its speed on this
-    2-core machine (see docs/decisions.md), which would distort the 1-process cells.
+    thread does -- a second thread using torch's OpenMP pool in one process runs slower
+    (docs/decisions.md, "all torch work of the node runs on one worker thread"), which would distort
+    the 1-process cells.
     """
     code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import bench_node; "
             "print(json.dumps(bench_node.engine_alone_here(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), "
@@ -238,7 +239,8 @@ def run_cell_in_own_process(cell: Cell, args, logs: Path) -> CellResult:
 
     Fresh, because torch's OpenMP threads serve at full speed only the first thread of a process that
     uses them (and the main thread): a second node worker thread in a process that already ran one
-    would measure a 2x slower engine (see docs/decisions.md).
+    would measure a slower engine (docs/decisions.md, "all torch work of the node runs on one
+    worker thread").
     """
     spec = {"cell": {**cell.__dict__, "checkpoint": str(cell.checkpoint)},
             "args": {k: getattr(args, k) for k in ("rate", "duration", "warmup", "merge_budget", "threads")}, "logs": str(logs)}

@@ -3,7 +3,7 @@
 The installed ``clustvit_node`` runs a small random-weight model (2 blocks of width 64, 128x128
 input; rosbench.BENCH_MODELS['soak']) and is fed rgb8 synthetic scenes by a camera in this process
 at a rate the model sustains. Once a second this script samples the node process (psutil): resident
-memory (RSS), threads and open file descriptors. Pass criteria (issue 8.4):
+memory (RSS), threads and open file descriptors. Pass criteria:
 
 * RSS at the end grows < 5 % over RSS right after the warm-up frames;
 * thread count and open file descriptors at the end equal those after the warm-up;
@@ -235,7 +235,7 @@ def section(result: dict, args, machine: str, model: str, png: str | None) -> st
     ]
     other = [x["other_cpu"] for x in result["samples"][1:]]
     node_cpu = [x["node_cpu"] for x in result["samples"][1:]]
-    out = [f"## Soak: {len(stats):,} frames through the node, no leaks (`benchmarks/soak.py`, issue 8.4)", "",
+    out = [f"## Soak: {len(stats):,} frames through the node, no leaks (`benchmarks/soak.py`)", "",
            f"Measured {report.stamp()} with `{report.command_line()}`.", "", machine,
            f"{rosbench.ros_info()}.", "",
            f"The installed `clustvit_node` in its own process, model {model} (random weights); camera in the "

@@ -157,7 +157,7 @@ def test_the_command_line_loads_the_bag_module_lazily():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
-# Hostile inputs and outputs (issue 12) ----------------------------------------------------------
+# Hostile inputs and outputs -----------------------------------------------------------------------
 
 def _bag_args(source, output, checkpoint, *extra):
     return ["bag", str(source), str(output), "--topic", TOPIC, "--checkpoint", str(checkpoint), "--quiet",

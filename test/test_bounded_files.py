@@ -45,8 +45,8 @@ def _one_line(err: str) -> str:
 # The bounded reader ------------------------------------------------------------------------------
 
 def test_labels_at_dev_zero_or_a_fifo_are_refused_before_a_byte_is_read(tmp_path):
-    """In a child capped at 2 GiB of address space and 30 s: /dev/zero used to be read until memory
-    ran out (5.7 GB), a FIFO without a writer blocked forever."""
+    """In a child capped at 2 GiB of address space and 30 s: a plain read of /dev/zero runs until
+    memory runs out, of a FIFO without a writer blocks forever."""
     os.mkfifo(fifo := tmp_path / "labels.yaml")
     code = ("import sys\nimport resource\nresource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
             "from clustvit_ros.data.palettes import LabelsError, read_labels_file\n"

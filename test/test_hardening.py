@@ -285,7 +285,7 @@ def test_diagnostics_warn_for_the_period_of_a_bad_frame_then_return_to_ok(checkp
         assert proc.poll() is None
 
 
-# Hostile inputs of issue 12 ---------------------------------------------------------------------
+# Hostile inputs -----------------------------------------------------------------------------------
 
 def test_keep_aspect_strip_is_refused_before_a_model_input_is_made(checkpoint, monkeypatch):
     """16x100000 with keep_aspect would be a 64x400000 model input (25.6 MP): refused, nothing allocated."""

@@ -305,7 +305,7 @@ def progressive_jpeg(height: int, width: int, repeats: int = 0) -> bytes:
 
 def test_a_progressive_jpeg_whose_scans_repeat_is_refused_before_decoding(monkeypatch):
     """A 130 kB JPEG of 4096x3072 (the default max_image_pixels) with 2000 copies of its last scan:
-    OpenCV would make 2010 passes over 12.6 MP (about 17 ms each on one core: 35 s). The markers
+    OpenCV would make 2010 passes over 12.6 MP (seconds of CPU per frame). The markers
     are walked instead, in well under a millisecond, and the 33rd scan refuses the frame."""
     from clustvit_ros.data.image_bytes import MAX_JPEG_SCANS
 

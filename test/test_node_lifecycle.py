@@ -70,7 +70,7 @@ def test_enabled_false_stops_processing_and_true_resumes_it(checkpoint):
 
 
 def test_fast_camera_against_slow_model_keeps_stamp_age_bounded_and_counts_drops(tmp_path):
-    # About 10 GFLOPs per frame (~100 ms here) against a 100 Hz camera.
+    # About 10 GFLOPs per frame, far slower on a CPU than a 100 Hz camera.
     slow = make_checkpoint(tmp_path / "slow.safetensors", embed_dim=192, depth=6, num_heads=3,
                            mlp_hidden=768, cluster_hidden=192)
     with running_node(f"checkpoint:={slow}", "input_size:=[512,512]", "merge_budget:=0.0",

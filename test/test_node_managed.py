@@ -259,7 +259,7 @@ def test_configure_parameters_are_writable_and_start_up_ones_read_only():
 
 def test_one_inference_thread_serves_every_configure(checkpoint, monkeypatch):
     """configure/cleanup cycles reuse the node's one inference thread, which is the only thread to
-    load and run the model (torch on a second thread runs every frame at about 0.6x speed)."""
+    load and run the model (torch on a second thread runs every frame slower: docs/decisions.md)."""
     from clustvit_ros.ros.node import ClustViTNode
     from clustvit_ros.runtime.engine import Engine
 

@@ -47,7 +47,7 @@ class MaskTransformerHead(nn.Module):
         patches = F.normalize(self.patch_proj(x[:, :p]), dim=-1)
         classes = F.normalize(self.classes_proj(x[:, p:]), dim=-1)
         masks = self.mask_norm(patches @ classes.transpose(1, 2))
-        # contiguous NCHW: the bilinear upsample is ~8x slower on the transposed strides
+        # contiguous NCHW: the bilinear upsample is far slower on the transposed strides
         return masks.transpose(1, 2).contiguous().view(b, self.num_classes, *grid)
 
 

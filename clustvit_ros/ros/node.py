@@ -136,8 +136,8 @@ class ClustViTNode(LifecycleNode):
         p = self._parameter_values()
         try:
             # Loaded on the inference thread: building the model runs torch's OpenMP pool, and a
-            # process whose first OpenMP thread is not the inference thread runs every frame at
-            # about 0.6x speed (docs/BENCHMARKS.md, finding 3 and issue 14).
+            # process whose first OpenMP thread is not the inference thread runs every frame slower
+            # (docs/decisions.md, "all torch work of the node runs on one worker thread").
             engine = self._inference.submit(partial(
                 Engine.from_options, EngineOptions.from_values(p), *share_dirs())).result()
         except (OSError, ValueError) as exc:  # missing, corrupt or inconsistent model or labels
@@ -242,8 +242,8 @@ class ClustViTNode(LifecycleNode):
     def _on_image(self, msg: Image | CompressedImage) -> None:
         if self._settings.enabled and self._slot.put((msg, time.monotonic())):
             self._inference.submit(self._process_newest)
-            # Hand the GIL to the inference thread now rather than when this thread next blocks
-            # (its whole wait-set rebuild: 0.4 -> 0.1 ms hand-off).
+            # Hand the GIL to the inference thread now rather than when this thread next blocks, after
+            # its whole wait-set rebuild (docs/decisions.md, "node overhead: the GIL hand-off").
             time.sleep(0)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
@@ -294,7 +294,8 @@ class ClustViTNode(LifecycleNode):
 
         The first frame pays for allocations and kernel selection. Like the model load before it,
         it runs on this thread, the first and only one of the process to use torch's thread pool
-        (another thread would share it at about half speed, docs/BENCHMARKS.md).
+        (another thread would run torch slower, docs/decisions.md, "all torch work of the node runs
+        on one worker thread").
         """
         c = self._configured
         c.threads.before_frame()

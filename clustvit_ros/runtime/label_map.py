@@ -34,10 +34,9 @@ from .block_argmax import axis_maps, block_argmax
 # block by block").
 BLOCKS_FROM_VALUES = 1 << 20
 # Each block tests every class on its cells, which pays only where a cell spreads over enough
-# pixels x classes: the fpn head's quarter-patch logits (16 pixels a cell at the model's size) of
-# CamVid's 11 classes took as long by blocks as every class at once with smooth logits and up to
-# 6x longer with noisy ones (an untrained head); 150 classes at 16 pixels a cell, or 11 smooth ones
-# at 63, went 3-4x faster by blocks. Patch-level logits (256 pixels a cell) are far above the bound.
+# pixels x classes: the fpn head's quarter-patch logits of a few classes are below the bound,
+# patch-level logits (256 pixels a cell) far above it (measured on a CPU: docs/decisions.md, "the
+# label map decides block by block").
 BLOCKS_FROM_CELL_VALUES = 512
 LABEL_MAP_PIXELS = 1 << 21  # 2.1 MP: the largest label map computed per class (1920x1080 fits)
 

@@ -23,9 +23,9 @@ DESCRIPTIONS = {
                   "synthetic robot scenes) or a .safetensors path; empty = camvid.",
     "device": "auto, cpu, cuda or cuda:N; a missing GPU falls back to the CPU with a warning.",
     "dtype": "Activation dtype.",
-    "cuda_graphs": "GPU only: run the transformer blocks as CUDA graphs captured per token-count "
-                   "bucket (the first frame in a new bucket captures one). Off by default: not yet "
-                   "measured on a GPU (make bench-gpu).",
+    "cuda_graphs": "GPU only: run the transformer blocks as CUDA graphs, one per token-count "
+                   "bucket, all captured on the first frame of an input size (the warm-up frame). "
+                   "Off by default: not yet measured on a GPU (make bench-gpu).",
     "input_size": "[H, W] the image is resized to for the model; [0, 0] = the model's training size.",
     "resize": "fixed: resize to input_size; keep_aspect: short side to min(input_size); none: native "
               "resolution.",
