@@ -7,7 +7,7 @@ from support.markdown import DOCS, README, anchors, links, pages
 from support.processes import REPO
 
 DESIGN_NOTES = "CLUSTVIT" ".md"  # a design file that is not part of the repository
-SOURCE_FOLDERS = ("clustvit_ros", "test", "benchmarks", "tools", "scripts", "launch", "config", "configs", "docs")
+SOURCE_FOLDERS = ("clustvit_ros", "test", "benchmarks", "tools", "scripts", "launch", "config", "recipes", "docs")
 
 
 @pytest.mark.parametrize("page", pages(), ids=lambda page: page.name)

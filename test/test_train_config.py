@@ -12,7 +12,7 @@ from clustvit_ros.train.config import TrainConfig, load_config
 from clustvit_ros.train.optim import build_optimizer, build_scheduler, poly_factor
 from clustvit_ros.train.train import model_config
 
-RECIPES = sorted((Path(__file__).resolve().parents[1] / "configs" / "train").glob("*.yaml"))
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
 
 
 def _write(tmp_path: Path, data: dict) -> Path:

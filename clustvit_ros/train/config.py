@@ -1,4 +1,4 @@
-"""The training recipe: one YAML file (``configs/train/*.yaml``) -> :class:`TrainConfig`.
+"""The training recipe: one YAML file (``recipes/*.yaml``) -> :class:`TrainConfig`.
 
 Sections ``model`` (:class:`~clustvit_ros.model.configs.ClustViTConfig` fields; ``k: 0`` is the
 dense ViT baseline; class names and palette default to the dataset's), ``data``, ``optim``,

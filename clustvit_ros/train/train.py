@@ -336,7 +336,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     YAML recipe. Several GPUs: ``torchrun --nproc_per_node N -m clustvit_ros.cli train ...``."""
     parser = subparsers.add_parser("train", help="train a model from a YAML recipe",
                                    description=add_parser.__doc__)
-    parser.add_argument("--config", required=True, help="training recipe (configs/train/*.yaml)")
+    parser.add_argument("--config", required=True, help="training recipe (recipes/*.yaml)")
     parser.add_argument("overrides", nargs="*", metavar="SECTION.KEY=VALUE",
                         help="recipe overrides, e.g. model.k=0 train.out_dir=runs/vit")
     parser.add_argument("--resume", nargs="?", const="auto", metavar="STATE",
