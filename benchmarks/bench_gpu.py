@@ -142,7 +142,7 @@ def make_engines(checkpoint: Path, size: tuple[int, int], dtype: str, device: st
         engine = Engine(checkpoint, device=device, dtype=dtype, input_size=size,
                         cuda_graphs=cuda and mode == "graphs")
         if mode == "padded" or (mode == "graphs" and not cuda):
-            engine.blocks = BlockGraphs(engine.model, capture=False)
+            engine.block_graphs = BlockGraphs(engine.model, capture=False)
         for warning in engine.warnings:
             log.warning(f"engine {mode} {dtype}: {warning}")
         engines[mode] = engine
@@ -194,9 +194,9 @@ def run_model(name: str, checkpoint: Path, size: tuple[int, int], trained: bool,
                 if i >= args.warmup:
                     cell.model_ms.append(result.inference_ms)
                     cell.e2e_ms.append(e2e)
-        blocks = engines["graphs"].blocks
-        run.graphs[dtype] = blocks.graphs if blocks is not None else 0
-        del blocks
+        block_graphs = engines["graphs"].block_graphs
+        run.graphs[dtype] = block_graphs.graphs if block_graphs is not None else 0
+        del block_graphs
         for engine in engines.values():
             engine.close()
         del engines

@@ -216,7 +216,7 @@ def plot(runs: list[Run], target: float, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = {"off": "tab:grey", "on": "tab:red", "fully merged": "tab:blue"}
+    colors = {"off": "tab:grey", "on": "tab:red", "fully merged": "tab:blue"}
     fig, (ax_l, ax_g, ax_m) = plt.subplots(3, 1, figsize=(11, 8.5), sharex=True,
                                            gridspec_kw={"height_ratios": (3, 2, 2)})
     for run in runs:
@@ -224,9 +224,9 @@ def plot(runs: list[Run], target: float, path: Path) -> None:
         if not frames:
             continue
         t = [f["t"] - run.phase_starts[0] for f in frames]
-        ax_l.plot(t, [f["latency_ms"] for f in frames], ".-", lw=0.8, ms=2.5, color=colours[run.name],
+        ax_l.plot(t, [f["latency_ms"] for f in frames], ".-", lw=0.8, ms=2.5, color=colors[run.name],
                   label=f"{run.name}")
-        ax_g.plot(t, [f["gflops"] for f in frames], ".-", lw=0.8, ms=2.5, color=colours[run.name],
+        ax_g.plot(t, [f["gflops"] for f in frames], ".-", lw=0.8, ms=2.5, color=colors[run.name],
                   label=run.name)
         if run.name == "on":
             ax_m.step(t, [f["merge_bias"] for f in frames], where="post", color="tab:brown",

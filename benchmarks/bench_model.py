@@ -111,13 +111,13 @@ def scene(size: tuple[int, int], kind: str = "synthetic") -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def measure(seg: Engine, rgb: np.ndarray, settings: list[Setting], warmup: int, iters: int) -> None:
+def measure(engine: Engine, rgb: np.ndarray, settings: list[Setting], warmup: int, iters: int) -> None:
     """Run every setting warmup + iters times, interleaved in a rotating order."""
     n = len(settings)
     for i in range(warmup + iters):
         for s in settings[i % n:] + settings[:i % n]:
             t0 = time.perf_counter()
-            r = seg.run(rgb, s.budget)
+            r = engine.run(rgb, s.budget)
             wall = (time.perf_counter() - t0) * 1e3
             if i < warmup:
                 continue
@@ -163,17 +163,17 @@ def settings_for(budgets: list[float], bias: float, trained: bool) -> list[Setti
 
 def run_model(name: str, checkpoint: Path, size: tuple[int, int], device: str, dtype: str,
               args, trained: bool) -> ModelRun:
-    seg = Engine(checkpoint, device=device, dtype=dtype, input_size=size, resize="fixed")
-    for w in seg.warnings:
+    engine = Engine(checkpoint, device=device, dtype=dtype, input_size=size, resize="fixed")
+    for w in engine.warnings:
         print(f"warning: {w}", file=sys.stderr)
     rgb = scene(size, args.default_scene if trained else "synthetic")
     settings = settings_for(args.budgets, args.bias, trained)
-    line = report.machine(str(seg.device), dtype)
+    line = report.machine(str(engine.device), dtype)
     t0 = time.monotonic()
-    measure(seg, rgb, settings, args.warmup, args.iters)
-    label_map = label_map_timing.measure(seg, rgb, [(s.label, s.budget) for s in settings], args.iters)
-    print(f"  {name} {size[0]}x{size[1]} {seg.device} {dtype}: {time.monotonic() - t0:.0f} s", file=sys.stderr)
-    del seg
+    measure(engine, rgb, settings, args.warmup, args.iters)
+    label_map = label_map_timing.measure(engine, rgb, [(s.label, s.budget) for s in settings], args.iters)
+    print(f"  {name} {size[0]}x{size[1]} {engine.device} {dtype}: {time.monotonic() - t0:.0f} s", file=sys.stderr)
+    del engine
     return ModelRun(name, size, device, dtype, line, settings, trained, label_map)
 
 

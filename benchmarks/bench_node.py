@@ -141,13 +141,13 @@ def engine_alone_here(checkpoint: str, width: int, height: int, merge_budget: fl
     from clustvit_ros.runtime.threads import InferenceThreads
 
     policy = InferenceThreads(threads)  # as the node chooses them
-    seg = Engine(checkpoint)
+    engine = Engine(checkpoint)
     rgbs = [to_rgb8(f) for f in rosbench.camera_frames(width, height)]
     budget = MergeBudget(merge_budget)
     out = []
     for i in range(3 + iters):
         policy.before_frame()
-        r = seg.run(rgbs[i % len(rgbs)], budget)
+        r = engine.run(rgbs[i % len(rgbs)], budget)
         if i >= 3:
             out.append(r.preprocess_ms + r.inference_ms + r.postprocess_ms)
     return out
@@ -313,9 +313,9 @@ def plot(results: list[CellResult], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(11, 0.5 * len(ok) + 2.6))
     labels = [r.cell.label for r in ok]
     left = [0.0] * len(ok)
-    for key, name, colour in parts:
+    for key, name, color in parts:
         widths = [max(0.0, report.p50(r.col(key))) for r in ok]
-        ax.barh(labels, widths, left=left, color=colour, label=name)
+        ax.barh(labels, widths, left=left, color=color, label=name)
         left = [a + b for a, b in zip(left, widths)]
     ax.scatter([report.p50(r.col("e2e")) for r in ok], labels, marker="|", s=300, color="black",
                label="end-to-end p50 (stamp -> published)", zorder=3)

@@ -39,14 +39,14 @@ class LabelMapTiming:
 
 
 @torch.inference_mode()
-def measure(seg: Engine, rgb: np.ndarray, paths: list[tuple[str, MergeBudget]], iters: int) -> list[LabelMapTiming]:
+def measure(engine: Engine, rgb: np.ndarray, paths: list[tuple[str, MergeBudget]], iters: int) -> list[LabelMapTiming]:
     """Time both label maps on the logits of each (label, budget), interleaved."""
-    x = seg.model.pad_to_patches(seg._preprocess(rgb, rgb.shape[:2]))
+    x = engine.model.pad_to_patches(engine._preprocess(rgb, rgb.shape[:2]))
     hw = tuple(x.shape[-2:])
     out = []
     for label, budget in paths:
-        feats = seg.model.forward_features(x, budget)
-        logits = seg.model.forward_head(feats.tokens, feats.grid, feats.skips).float()
+        feats = engine.model.forward_features(x, budget)
+        logits = engine.model.forward_head(feats.tokens, feats.grid, feats.skips).float()
         out.append(_describe(label, logits, hw))
         for _ in range(iters):
             for blocks_from, into in ((None, out[-1].all_ms), (0, out[-1].blocks_ms)):

@@ -66,7 +66,7 @@ def test_cuda_graphs_without_a_gpu_warn_and_run_plainly(tmp_path):
     path = tmp_path / "m.safetensors"
     save_checkpoint(small_model(), path)
     engine = Engine(path, device="cpu", cuda_graphs=True)
-    assert engine.blocks is None
+    assert engine.block_graphs is None
     assert any("cuda_graphs needs a CUDA device" in w for w in engine.warnings)
     rgb = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
     assert engine.run(rgb).labels.shape == (96, 128)
@@ -96,11 +96,11 @@ def test_the_buckets_prepared_for_an_input_size_hold_every_merged_length():
 class _Recorded:
     """Stands in for a captured graph on the CPU: runs the blocks it was made for eagerly."""
 
-    def __init__(self, model, blocks, key_valid):
-        self.model, self.blocks = model, blocks
+    def __init__(self, model, span, key_valid):
+        self.model, self.span = model, span
 
     def run(self, x, key_valid):
-        return self.model.run_blocks(x, key_valid, self.blocks)
+        return self.model.run_blocks(x, key_valid, self.span)
 
 
 def test_a_close_from_another_thread_waits_for_the_capture_in_flight():
@@ -112,11 +112,11 @@ def test_a_close_from_another_thread_waits_for_the_capture_in_flight():
     graphs.capture = True  # the capture path, with captures recorded instead of made (no GPU here)
     capturing, release, captured = threading.Event(), threading.Event(), []
 
-    def slow_capture(blocks, x, key_valid, out):
+    def slow_capture(span, x, key_valid, out):
         capturing.set()
         assert release.wait(10)
-        captured.append((blocks, tuple(x.shape), key_valid is not None))
-        return _Recorded(model, blocks, key_valid)
+        captured.append((span, tuple(x.shape), key_valid is not None))
+        return _Recorded(model, span, key_valid)
 
     graphs._capture = slow_capture
     x = torch.randn(1, 1 + 48, 64)
@@ -148,7 +148,7 @@ def engines(tmp_path, dtype):
     save_checkpoint(small_model(), path)
     graphed = Engine(path, device="cuda", dtype=dtype, cuda_graphs=True)
     padded = Engine(path, device="cuda", dtype=dtype)
-    padded.blocks = BlockGraphs(padded.model, capture=False)
+    padded.block_graphs = BlockGraphs(padded.model, capture=False)
     return graphed, padded
 
 
@@ -163,13 +163,13 @@ def test_cuda_graphs_give_exactly_the_labels_of_the_padded_blocks_run_eagerly(tm
     graphed, padded = engines(tmp_path, dtype)
     rgb = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
     graphed.run(rgb, MergeBudget(0.0))
-    captured = graphed.blocks.graphs
+    captured = graphed.block_graphs.graphs
     assert captured == 3 + len(merged_buckets(6 * 8, 3))  # every graph of this size, on its first frame
     for budget in BUDGETS + BUDGETS:
         a, b = graphed.run(rgb, budget), padded.run(rgb, budget)
         assert a.stats == b.stats and a.gflops == b.gflops
         np.testing.assert_array_equal(a.labels, b.labels)
-    assert graphed.blocks.graphs == captured  # no frame after the first captured anything
+    assert graphed.block_graphs.graphs == captured  # no frame after the first captured anything
 
 
 def allocated() -> int:

@@ -40,11 +40,11 @@ def check_sample(ds, i, h, w):
 
 
 # ----------------------------------------------------------------------------------- folder ----
-def make_folder(root: Path, n=3, h=24, w=32, colours=True):
+def make_folder(root: Path, n=3, h=24, w=32, colors=True):
     rng = np.random.default_rng(0)
     names = ["background", "crop row", "weed"]
     root.mkdir(parents=True, exist_ok=True)
-    write_classes_file(root / "classes.txt", names, default_palette(3) if colours else None)
+    write_classes_file(root / "classes.txt", names, default_palette(3) if colors else None)
     masks = []
     for i in range(n):
         rgb = rand_rgb(rng, h, w)
@@ -69,7 +69,7 @@ def test_folder_dataset_roundtrip(tmp_path):
 
 
 def test_folder_classes_palette_file_and_splits(tmp_path):
-    make_folder(tmp_path / "val", n=1, colours=False)
+    make_folder(tmp_path / "val", n=1, colors=False)
     (tmp_path / "palette.txt").write_text("1 2 3\n4,5,6\n7 8 9\n")
     ds = FolderDataset(tmp_path, split="val")
     assert ds.palette.tolist() == [[1, 2, 3], [4, 5, 6], [7, 8, 9]]

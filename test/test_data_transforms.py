@@ -82,7 +82,7 @@ def test_flip_and_pad():
     np.testing.assert_array_equal(pm[:120, :160], mask)
 
 
-def test_photometric_distortion_changes_only_colours():
+def test_photometric_distortion_changes_only_colors():
     img, mask = scene()
     t = T.PhotoMetricDistortion()
     changed = 0

@@ -72,8 +72,8 @@ def test_default_source_is_the_packaged_camvid_frames_in_order_at_native_size(rc
 
 
 def test_folder_in_name_order_resized_bgr8_and_finishing(rclpy_context, tmp_path):
-    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
-    for i, rgb in enumerate(colours):
+    colors = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+    for i, rgb in enumerate(colors):
         cv2.imwrite(str(tmp_path / f"{i:02d}.png"), np.full((30 + i, 40, 3), rgb[::-1], np.uint8))
     (tmp_path / "notes.txt").write_text("not an image")
     params = {"source": str(tmp_path), "width": 20, "height": 10, "encoding": "bgr8", "loop": False,
@@ -82,7 +82,7 @@ def test_folder_in_name_order_resized_bgr8_and_finishing(rclpy_context, tmp_path
     assert camera.finished and camera.published == 3
     camera.destroy_node()
     assert len(images) == 3
-    for (msg, _), rgb in zip(images, colours):
+    for (msg, _), rgb in zip(images, colors):
         assert (msg.encoding, msg.width, msg.height) == ("bgr8", 20, 10)
         assert tuple(image_to_numpy(msg)[5, 10]) == rgb[::-1]
 

@@ -50,15 +50,15 @@ def test_image_in_mask_out_with_the_same_header_and_size(node):
     assert h.messages("gflops") and h.messages("latency_ms")
 
 
-def test_colour_mask_uses_the_model_palette(node, checkpoint):
+def test_color_mask_uses_the_model_palette(node, checkpoint):
     from clustvit_ros.model.checkpoints import load_checkpoint
 
     _, h = node
     _roundtrip(h, rgb_image(48, 64, seed=2), (1001, 0))
     labels = image_to_numpy(h.output_for("mask", (1001, 0)))
-    colour = image_to_numpy(h.output_for("mask_color", (1001, 0)))
+    color = image_to_numpy(h.output_for("mask_color", (1001, 0)))
     palette = np.asarray(load_checkpoint(checkpoint).config.palette, dtype=np.uint8)
-    np.testing.assert_array_equal(colour, palette[labels])
+    np.testing.assert_array_equal(color, palette[labels])
 
 
 def test_gflops_fall_as_merge_budget_rises_and_equal_dense_at_zero(node):

@@ -171,9 +171,9 @@ def test_close_drops_every_reference_to_the_model_and_the_block_graphs(checkpoin
     import weakref
 
     engine = Engine(checkpoint, device="cpu")
-    engine.blocks = BlockGraphs(engine.model, capture=False)  # what cuda_graphs holds, without a GPU
+    engine.block_graphs = BlockGraphs(engine.model, capture=False)  # what cuda_graphs holds, without a GPU
     engine.run(_image(64, 64), MergeBudget(1.0, merge_bias=10.0))
-    held = [weakref.ref(o) for o in (engine.model, engine.blocks, engine._normalize)]
+    held = [weakref.ref(o) for o in (engine.model, engine.block_graphs, engine._normalize)]
     engine.close()
     assert [ref() for ref in held] == [None, None, None], "something still holds the model or its graphs"
     left = [o for o in _reachable(engine) if isinstance(o, (torch.Tensor, torch.nn.Module, BlockGraphs))]

@@ -22,10 +22,10 @@ def frame(tmp_path_factory):
     return Frame(rgb, engine.run(rgb, MergeBudget(0.5, 1.0)), engine.classes.palette)
 
 
-def test_colour_and_overlay_are_the_palette_and_the_blend(frame):
-    np.testing.assert_array_equal(frame.colour, frame.palette[frame.mask])
-    assert frame.colour is frame.colour  # computed once, shared by mask_color and overlay
-    expected = np.round(0.75 * frame.rgb + 0.25 * frame.colour.astype(np.float64))
+def test_color_and_overlay_are_the_palette_and_the_blend(frame):
+    np.testing.assert_array_equal(frame.color, frame.palette[frame.mask])
+    assert frame.color is frame.color  # computed once, shared by mask_color and overlay
+    expected = np.round(0.75 * frame.rgb + 0.25 * frame.color.astype(np.float64))
     assert np.abs(frame.overlay(0.25).astype(np.float64) - expected).max() <= 1
 
 
@@ -42,11 +42,11 @@ def test_stats_fill_every_framestats_field_and_the_message_accepts_them(frame):
     assert msg.patch_tokens == msg.kept_tokens + msg.merged_tokens
 
 
-def test_every_class_id_of_a_model_is_coloured_even_255():
+def test_every_class_id_of_a_model_is_colored_even_255():
     """Frames colour model outputs: 255 is a class there (a 256-class model), not the dataset ignore id."""
     from clustvit_ros.data.palettes import default_palette
 
     palette = default_palette(256)
     labels = np.arange(256, dtype=np.uint8).reshape(16, 16)
     frame = Frame(np.zeros((16, 16, 3), np.uint8), SimpleNamespace(labels=labels), palette)
-    np.testing.assert_array_equal(frame.colour, palette[labels])
+    np.testing.assert_array_equal(frame.color, palette[labels])

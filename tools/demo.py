@@ -348,7 +348,7 @@ def _fmt(value):
     return int(value) if isinstance(value, bool) else value
 
 
-PHASE_COLOURS = ("tab:green", "tab:purple", "tab:orange")
+PHASE_COLORS = ("tab:green", "tab:purple", "tab:orange")
 
 
 def plot(path: Path, frames: list[dict], phases: list[Phase]) -> None:
@@ -377,13 +377,13 @@ def plot(path: Path, frames: list[dict], phases: list[Phase]) -> None:
     ax_b.set_ylabel("merge_bias")
     ax_m.set_xlabel("time [s]")
     ends = [p.start - t0 for p in phases[1:]] + [t[-1]]
-    for phase, colour, end in zip(phases, PHASE_COLOURS, ends):
+    for phase, color, end in zip(phases, PHASE_COLORS, ends):
         begin = max(0.0, phase.start - t0)
         for ax in (ax_g, ax_l, ax_m):
-            ax.axvspan(begin, end, color=colour, alpha=0.07)
+            ax.axvspan(begin, end, color=color, alpha=0.07)
             if begin > 0:
                 ax.axvline(begin, color="black", ls=":", lw=1.2)
-        ax_g.text(begin, ax_g.get_ylim()[1] * 0.03, f" {phase.label}", fontsize=9, color=colour)
+        ax_g.text(begin, ax_g.get_ylim()[1] * 0.03, f" {phase.label}", fontsize=9, color=color)
         if phase.target is not None:
             ax_l.hlines(phase.target, begin, end, colors="black", linestyles="--", lw=1.2,
                         label=f"latency_target_ms {phase.target:g}")

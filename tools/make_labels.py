@@ -46,7 +46,7 @@ def render(info: ClassInfo) -> str:
         f"name: {info.name}",
         "classes:",
     ]
-    for class_id, (name, colour) in enumerate(zip(info.names, info.palette.tolist())):
+    for class_id, (name, color) in enumerate(zip(info.names, info.palette.tolist())):
         lines.append(f"  - {{name: {_quote(name)}, color: [{colour[0]}, {colour[1]}, {colour[2]}]}}"
                      f"  # {class_id}")
     return "\n".join(lines) + "\n"

@@ -186,7 +186,7 @@ def read_classes_file(path: str | os.PathLike) -> tuple[list[str], np.ndarray | 
     """Parse ``classes.txt``: one class name per line, line ``i`` (ignoring blank lines and lines
     starting with ``//``) is class id ``i``. A line may end with an RGB colour ``#RRGGBB``
     (separated by whitespace); either every class has one or none does."""
-    names, colours = [], []
+    names, colors = [], []
     for raw in read_text(path).splitlines():
         line = raw.strip()
         if not line or line.startswith("//"):
@@ -194,13 +194,13 @@ def read_classes_file(path: str | os.PathLike) -> tuple[list[str], np.ndarray | 
         parts = line.rsplit(None, 1)
         col = _parse_color(parts[-1]) if len(parts) == 2 else None
         names.append(parts[0].strip() if col is not None else line)
-        colours.append(col)
+        colors.append(col)
     if not names:
         raise ValueError(f"{path}: no class names")
-    have = [c is not None for c in colours]
+    have = [c is not None for c in colors]
     if any(have) and not all(have):
         raise ValueError(f"{path}: give a #RRGGBB colour for every class or for none")
-    return names, (np.array(colours, np.uint8) if all(have) else None)
+    return names, (np.array(colors, np.uint8) if all(have) else None)
 
 
 def read_palette_file(path: str | os.PathLike) -> np.ndarray:

@@ -90,16 +90,16 @@ def read_labels_file(path: str | Path, num_classes: int) -> ClassInfo:
         raise LabelsError(f"labels file {path}: expected a top-level 'classes' list")
     if len(entries) != num_classes:
         raise LabelsError(f"labels file {path}: lists {len(entries)} classes but the model has {num_classes}")
-    names, colours = [], []
+    names, colors = [], []
     for i, entry in enumerate(entries):
-        name, colour = (entry.get("name"), entry.get("color")) if isinstance(entry, dict) else (None, None)
-        if (not isinstance(name, str) or not isinstance(colour, list) or len(colour) != 3
-                or not all(isinstance(c, int) and 0 <= c <= 255 for c in colour)):
+        name, color = (entry.get("name"), entry.get("color")) if isinstance(entry, dict) else (None, None)
+        if (not isinstance(name, str) or not isinstance(color, list) or len(color) != 3
+                or not all(isinstance(c, int) and 0 <= c <= 255 for c in color)):
             raise LabelsError(f"labels file {path}: entry {i} needs a 'name' and a 'color' of three 0-255 ints")
         names.append(name)
-        colours.append(colour)
+        colors.append(color)
     label_set = data.get("name")
-    return ClassInfo(label_set if isinstance(label_set, str) else path.stem, tuple(names), np.array(colours))
+    return ClassInfo(label_set if isinstance(label_set, str) else path.stem, tuple(names), np.array(colors))
 
 
 ADE20K_CLASSES = (

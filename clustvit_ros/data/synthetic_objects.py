@@ -67,8 +67,8 @@ def _barrel(cv: Canvas, X, Z, r, h, col) -> None:
     cv.ellipse(x1, y1, rx, ry1, ang, cv.color(np.minimum(col * 1.15, 1), Z, OBSTACLE))
 
 
-_BOX_COLOURS = [(0.62, 0.46, 0.28), (0.12, 0.30, 0.68), (0.70, 0.16, 0.10), (0.80, 0.80, 0.78),
-                (0.85, 0.65, 0.10), (0.25, 0.25, 0.27)]
+_BOX_COLORS = [(0.62, 0.46, 0.28), (0.12, 0.30, 0.68), (0.70, 0.16, 0.10), (0.80, 0.80, 0.78),
+               (0.85, 0.65, 0.10), (0.25, 0.25, 0.27)]
 
 
 def _scatter(rng, cam, odds: tuple[float, int, int], z_min: float) -> tuple[np.ndarray, np.ndarray]:
@@ -99,14 +99,14 @@ def add_obstacles(prims: Prims, rng, cv: Canvas, scene: dict) -> None:
                                       rad=rng.uniform(0.75, 1.05, m), col=col))
         elif t == 1:
             w, d, h = rng.uniform(0.3, 1.2), rng.uniform(0.3, 1.0), rng.uniform(0.25, 1.0)
-            col = np.array(_BOX_COLOURS[rng.integers(len(_BOX_COLOURS))]) * rng.uniform(0.85, 1.15, 3)
+            col = np.array(_BOX_COLORS[rng.integers(len(_BOX_COLORS))]) * rng.uniform(0.85, 1.15, 3)
             z = max(z, d + 0.5)
             prims.add(z, "F", partial(Canvas.ground_shadow, X=x, Z=z, radius=max(w, d) / 2, height=h))
             prims.add(z, "F", partial(_box, X=x, Z=z, w=w, d=d, h=h,
                                       yaw=math.radians(rng.uniform(-35, 35)), col=col))
         else:
             r, h = rng.uniform(0.22, 0.35), rng.uniform(0.8, 1.0)
-            col = np.array(_BOX_COLOURS[rng.integers(1, len(_BOX_COLOURS))]) * rng.uniform(0.85, 1.15, 3)
+            col = np.array(_BOX_COLORS[rng.integers(1, len(_BOX_COLORS))]) * rng.uniform(0.85, 1.15, 3)
             prims.add(z, "F", partial(Canvas.ground_shadow, X=x, Z=z, radius=r, height=h))
             prims.add(z, "F", partial(_barrel, X=x, Z=z, r=r, h=h, col=col))
 

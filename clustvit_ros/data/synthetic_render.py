@@ -143,12 +143,12 @@ def _scene_layout(rng, cam: Camera) -> dict:
         along = bool(kind == "field" or rng.random() < 0.7)
         half = rng.uniform(0.7, 1.8)
         z0 = rng.uniform(3.0, 12.0) if not along else cam.z_near
-        colour = np.array([0.55, 0.50, 0.42]) if rng.random() < 0.5 else np.array([0.45, 0.36, 0.26])
+        color = np.array([0.55, 0.50, 0.42]) if rng.random() < 0.5 else np.array([0.45, 0.36, 0.26])
         scene["path"] = dict(
             along=along, half=half, z0=z0, a=rng.uniform(-3.0, 3.0),
             b=rng.uniform(-0.25, 0.25), c=rng.uniform(-0.004, 0.004) if kind != "field" else 0.0,
             amp=rng.uniform(0.12, 0.3), rut=rng.uniform(0.0, 0.25),
-            color=colour * rng.uniform(0.85, 1.15, 3))
+            color=color * rng.uniform(0.85, 1.15, 3))
         if kind == "field":
             scene["path"]["c"] = 0.0
             scene["path"]["b"] = scene["rows"]["tan"]

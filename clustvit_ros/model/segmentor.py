@@ -56,7 +56,7 @@ class Features(NamedTuple):
 
 
 BlockRunner = Callable[[Tensor, "Tensor | None", range, bool], Tensor]
-"""Runs ``blocks`` (a range of block indices) on (B, N, D) tokens with an optional (B, N) key mask;
+"""Runs the encoder blocks of a ``span`` (a range of block indices) on (B, N, D) tokens with an optional (B, N) key mask;
 the bool is True for a merged sequence, whose length N changes from frame to frame."""
 
 
@@ -110,10 +110,10 @@ class ClustViT(nn.Module):
         return self
 
     def forward_features(self, images: Tensor, budget: MergeBudget | None = None,
-                         blocks: BlockRunner | None = None) -> Features:
+                         block_runner: BlockRunner | None = None) -> Features:
         """Encoder only; H and W must be multiples of the patch size (``forward`` pads).
 
-        ``blocks`` runs the transformer blocks (default :meth:`run_blocks`): the runtime passes one
+        ``block_runner`` runs the transformer blocks (default :meth:`run_blocks`): the runtime passes one
         that replays captured CUDA graphs.
         """
         ps = self.config.patch_size
@@ -121,7 +121,7 @@ class ClustViT(nn.Module):
             raise ValueError(f"forward_features needs H, W multiples of {ps}, got "
                              f"{tuple(images.shape[-2:])}; use forward() to pad")
         budget = budget or MergeBudget()
-        run = blocks or self.run_blocks
+        run = block_runner or self.run_blocks
         x, grid, skips = self.encoder.embed(images, self.skips)
         run_cluster = self.cluster is not None and budget.cap(grid[0] * grid[1]) > 0
         depth, ip = self.config.depth, self.config.ip if run_cluster else self.config.depth
@@ -139,9 +139,9 @@ class ClustViT(nn.Module):
         return Features(x[:, 1:], grid, logits, self._stats(plan, x.shape[0], grid, run_cluster),
                         skips)
 
-    def run_blocks(self, x: Tensor, key_valid: Tensor | None, blocks: range, merged: bool = False) -> Tensor:
-        """The encoder blocks in `blocks` on (B, N, D) tokens (:data:`BlockRunner`)."""
-        for i in blocks:
+    def run_blocks(self, x: Tensor, key_valid: Tensor | None, span: range, merged: bool = False) -> Tensor:
+        """The encoder blocks of `span` on (B, N, D) tokens (:data:`BlockRunner`)."""
+        for i in span:
             x = self.encoder.blocks[i](x, key_valid)
         return x
 

@@ -286,7 +286,7 @@ def _segment(message, images, engine, budget, alpha: float, out, summary: Summar
               "frame_id": msg.header.frame_id}
     encoded = {"mask": out.encode_image("mask", header, frame.mask)}
     if out.wants("mask_color"):
-        encoded["mask_color"] = out.encode_image("mask_color", header, frame.colour)
+        encoded["mask_color"] = out.encode_image("mask_color", header, frame.color)
     if out.wants("overlay"):
         encoded["overlay"] = out.encode_image("overlay", header, frame.overlay(alpha))
     times = FrameTimes.from_marks(started, started, decoded, segmented, time.monotonic())

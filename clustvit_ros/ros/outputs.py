@@ -38,7 +38,7 @@ class Outputs:
             height, width = frame.mask.shape
             self._info.publish(camera_info_for(camera_info, header, width, height))
         if settings.publish_mask_color and self._color.get_subscription_count() > 0:
-            self._color.publish(numpy_to_image(frame.colour, "rgb8", header))
+            self._color.publish(numpy_to_image(frame.color, "rgb8", header))
         if settings.publish_overlay and self._overlay.get_subscription_count() > 0:
             self._overlay.publish(numpy_to_image(frame.overlay(settings.overlay_alpha), "rgb8", header))
 

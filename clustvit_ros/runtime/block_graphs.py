@@ -12,7 +12,7 @@ Captures happen all at once, on the first frame of an input size (the node's war
 graph a frame of that size can replay (the full sequence before merging and on the dense path, and
 every bucket a merged sequence can fall in: 44 graphs for a ViT at 512 x 512). A capture synchronises
 the device and empties the allocator's cache, so no later frame pays one. Each graph reads its input
-from, and writes its output to, one buffer per block range that is allocated outside the graphs'
+from, and writes its output to, one buffer per span of blocks that is allocated outside the graphs'
 shared memory pool and that the graph sees a prefix of; what the blocks allocate inside is pool
 memory that every graph reuses, since graphs never run at the same time and each output is copied
 out right after its replay.
@@ -77,7 +77,7 @@ def padded_gflops(config: ClustViTConfig, stats: TokenStats) -> float:
 
 @dataclass
 class _Captured:
-    """One captured graph and the prefixes of its block range's buffers that it reads and writes."""
+    """One captured graph and the prefixes of its span's buffers that it reads and writes."""
 
     graph: torch.cuda.CUDAGraph
     x: Tensor
@@ -89,7 +89,7 @@ class _Captured:
         if self.key_valid is not None:
             self.key_valid.copy_(key_valid)
         self.graph.replay()
-        return self.out.clone()  # the next replay of a graph of this block range overwrites it
+        return self.out.clone()  # the next replay of a graph of this span overwrites it
 
 
 class BlockGraphs:
@@ -113,9 +113,9 @@ class BlockGraphs:
         """How many graphs are captured."""
         return len(self._graphs)
 
-    def __call__(self, x: Tensor, key_valid: Tensor | None, blocks: range, merged: bool) -> Tensor:
+    def __call__(self, x: Tensor, key_valid: Tensor | None, span: range, merged: bool) -> Tensor:
         b, n, _ = x.shape
-        if merged and len(blocks):
+        if merged and len(span):
             size = bucket_length(n)
             valid = torch.ones(b, n, dtype=torch.bool, device=x.device) if key_valid is None else key_valid
             x, key_valid = F.pad(x, (0, 0, 0, size - n)), F.pad(valid, (0, size - n))
@@ -124,10 +124,10 @@ class BlockGraphs:
                 if not self._closed:
                     if not merged:  # a frame's first call has the full length: its input size
                         self._prepare(b, n, x.dtype, x.device)
-                    captured = self._graphs.get(_key(blocks, x, key_valid))
+                    captured = self._graphs.get(_key(span, x, key_valid))
                     if captured is not None:
                         return captured.run(x, key_valid)[:, :n]
-        return self.model.run_blocks(x, key_valid, blocks)[:, :n]
+        return self.model.run_blocks(x, key_valid, span)[:, :n]
 
     def close(self) -> None:
         """Drop every graph and buffer (after a capture or replay in flight on another thread); the
@@ -148,30 +148,30 @@ class BlockGraphs:
             plan.setdefault(range(0, c.ip), []).append((full, False))
             plan.setdefault(range(c.ip, c.depth), []).extend(
                 [(full, False)] + [(n, True) for n in merged_buckets(full - 1, c.k)])
-        plan = {blocks: list(dict.fromkeys(shapes)) for blocks, shapes in plan.items() if len(blocks)}
+        plan = {span: list(dict.fromkeys(shapes)) for span, shapes in plan.items() if len(span)}
         if len(self._graphs) + sum(map(len, plan.values())) > MAX_GRAPHS:
             self._graphs.clear()
             self._prepared.clear()
-        for blocks, shapes in plan.items():
+        for span, shapes in plan.items():
             longest = max(n for n, _ in shapes)
             x_buf = torch.zeros(batch, longest, c.embed_dim, dtype=dtype, device=device)
             valid_buf = torch.ones(batch, longest, dtype=torch.bool, device=device)
             out_buf = torch.empty(batch, longest, c.embed_dim, dtype=dtype, device=device)
             for n, masked in shapes:
                 x, valid, out = x_buf[:, :n], valid_buf[:, :n] if masked else None, out_buf[:, :n]
-                self._graphs[_key(blocks, x, valid)] = self._capture(blocks, x, valid, out)
+                self._graphs[_key(span, x, valid)] = self._capture(span, x, valid, out)
         self._prepared.add((batch, full, dtype))
 
-    def _capture(self, blocks: range, x: Tensor, key_valid: Tensor | None, out: Tensor) -> _Captured:
+    def _capture(self, span: range, x: Tensor, key_valid: Tensor | None, out: Tensor) -> _Captured:
         with _CAPTURE_LOCK, torch.cuda.device(x.device):
             stream = _capture_stream(x.device)
             stream.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(stream):  # warm-up on the capture's stream: lazy set-up, cuBLAS workspace
                 for _ in range(WARMUP_RUNS):
-                    self.model.run_blocks(x, key_valid, blocks)
+                    self.model.run_blocks(x, key_valid, span)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=self._pool, stream=stream, capture_error_mode=CAPTURE_ERROR_MODE):
-                out.copy_(self.model.run_blocks(x, key_valid, blocks))
+                out.copy_(self.model.run_blocks(x, key_valid, span))
         return _Captured(graph, x, key_valid, out)
 
 
@@ -188,5 +188,5 @@ def _capture_stream(device: torch.device) -> torch.cuda.Stream:
     return _CAPTURE_STREAMS[device.index]
 
 
-def _key(blocks: range, x: Tensor, key_valid: Tensor | None) -> tuple:
-    return blocks.start, blocks.stop, tuple(x.shape), x.dtype, key_valid is not None
+def _key(span: range, x: Tensor, key_valid: Tensor | None) -> tuple:
+    return span.start, span.stop, tuple(x.shape), x.dtype, key_valid is not None

@@ -111,9 +111,9 @@ class Engine:
                         ClassInfo(self.checkpoint.stem, self.config.class_names, np.array(self.config.palette)))
         self._normalize = Normalize(self.config, self.device)
         self._dense_gflops: dict[tuple[int, int], float] = {}
-        self.blocks = None
+        self.block_graphs: BlockGraphs | None = None
         if cuda_graphs and self.device.type == "cuda":
-            self.blocks = BlockGraphs(self.model, capture=True)
+            self.block_graphs = BlockGraphs(self.model, capture=True)
         elif cuda_graphs:
             self.warnings.append("cuda_graphs needs a CUDA device: running the blocks without graphs")
 
@@ -140,7 +140,7 @@ class Engine:
         clock.mark()
         x = self.model.pad_to_patches(self._preprocess(rgb, size))
         clock.mark()
-        feats = self.model.forward_features(x, budget, self.blocks)
+        feats = self.model.forward_features(x, budget, self.block_graphs)
         patch_logits = self.model.forward_head(feats.tokens, feats.grid, feats.skips)
         clock.mark()
         labels = upsample_argmax(patch_logits, tuple(x.shape[-2:]), size, image_hw).cpu().numpy()
@@ -166,9 +166,9 @@ class Engine:
         A capture in flight on another thread finishes first. A frame still running keeps what it
         uses until it returns (its blocks run without graphs from then on).
         """
-        blocks, self.blocks = self.blocks, None
-        if blocks is not None:
-            blocks.close()
+        block_graphs, self.block_graphs = self.block_graphs, None
+        if block_graphs is not None:
+            block_graphs.close()
         del self.model, self._normalize
         gc.collect()
         self.release_cached_memory()

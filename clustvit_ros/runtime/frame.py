@@ -59,13 +59,13 @@ class Frame:
         return self.result.labels
 
     @cached_property
-    def colour(self) -> np.ndarray:
+    def color(self) -> np.ndarray:
         """HxWx3 uint8 RGB: every pixel in its class's colour."""
         return colorize(self.result.labels, self.palette, ignore_index=None)
 
     def overlay(self, alpha: float) -> np.ndarray:
         """HxWx3 uint8 RGB: (1 - alpha) * image + alpha * colour mask."""
-        return cv2.addWeighted(self.rgb, 1.0 - alpha, self.colour, alpha, 0.0)
+        return cv2.addWeighted(self.rgb, 1.0 - alpha, self.color, alpha, 0.0)
 
     def stats(self, times: FrameTimes, budget: MergeBudget, dropped: int) -> dict[str, float | int | bool]:
         """The FrameStats fields of this frame by name, all but the header.

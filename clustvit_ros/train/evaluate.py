@@ -137,11 +137,11 @@ def data_config_from_args(args: argparse.Namespace, model_size: tuple[int, int])
 def open_engine(checkpoint: str, args: argparse.Namespace, data: DataConfig) -> Engine:
     if args.threads:
         torch.set_num_threads(args.threads)
-    seg = Engine.from_options(EngineOptions(checkpoint, device=args.device, dtype=args.dtype,
+    engine = Engine.from_options(EngineOptions(checkpoint, device=args.device, dtype=args.dtype,
                                             resize=args.resize or data.eval_resize))
-    for warning in seg.warnings:
+    for warning in engine.warnings:
         print(f"warning: {warning}")
-    return seg
+    return engine
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -160,10 +160,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     budget = MergeBudget(args.budget, args.bias)
     data = data_config_from_args(args, read_metadata(args.checkpoint)[0].img_size)
-    seg = open_engine(args.checkpoint, args, data)
+    engine = open_engine(args.checkpoint, args, data)
     dataset = val_dataset(data, progress=True)
-    result = evaluate(seg, dataset, budget, args.warmup, progress=True)
-    print(f"{args.checkpoint} on {seg.device} ({args.dtype}, {torch.get_num_threads()} threads)")
+    result = evaluate(engine, dataset, budget, args.warmup, progress=True)
+    print(f"{args.checkpoint} on {engine.device} ({args.dtype}, {torch.get_num_threads()} threads)")
     print(result.summary())
     if args.json:
         Path(args.json).write_text(json.dumps(asdict(result), indent=2) + "\n")

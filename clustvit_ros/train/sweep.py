@@ -145,14 +145,14 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = data_config_from_args(args, read_metadata(args.checkpoint)[0].img_size)
-    seg = open_engine(args.checkpoint, args, data)
+    engine = open_engine(args.checkpoint, args, data)
     dataset = val_dataset(data, progress=True)
     baseline = None
     if args.baseline:
         base_seg = open_engine(args.baseline, args, data)
         baseline = evaluate(base_seg, dataset, MergeBudget(), args.warmup, progress=True)
         print("baseline:", baseline.summary().splitlines()[0])
-    results = sweep(seg, dataset, grid, args.warmup, progress=True)
+    results = sweep(engine, dataset, grid, args.warmup, progress=True)
     table = markdown_table(results, baseline)
     if len(results[0].iou) <= MAX_CLASS_COLUMNS:
         table += "\nPer-class IoU (%):\n\n" + per_class_table(results, baseline)
@@ -161,7 +161,7 @@ def _run(args: argparse.Namespace) -> int:
     table_path.write_text(table)
     plot(results, plot_path, baseline, args.title)
     (out / "sweep.json").write_text(json.dumps(
-        {"device": str(seg.device), "dtype": args.dtype, "threads": torch.get_num_threads(),
+        {"device": str(engine.device), "dtype": args.dtype, "threads": torch.get_num_threads(),
          "torch": torch.__version__, "baseline": asdict(baseline) if baseline else None,
          "results": [asdict(r) for r in results]}, indent=2) + "\n")
     print(table, end="")

@@ -318,8 +318,8 @@ def _evaluate(checkpoint: Path, val, device: torch.device, resize: str,
               step: int) -> dict[str, Any]:
     """The saved weights through the engine at the default budget, leaving the RNGs untouched."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        seg = Engine.from_options(EngineOptions(str(checkpoint), device=str(device), resize=resize))
-        r = evaluate(seg, val, MergeBudget(), warmup=1)
+        engine = Engine.from_options(EngineOptions(str(checkpoint), device=str(device), resize=resize))
+        r = evaluate(engine, val, MergeBudget(), warmup=1)
     return {"step": step, "eval": True, "miou": r.miou, "iou": r.iou, "gflops_mean": r.gflops_mean,
             "gflops_std": r.gflops_std, "dense_gflops": r.dense_gflops, "kept_mean": r.kept_mean,
             "merged_mean": r.merged_mean,
