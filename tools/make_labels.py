@@ -47,7 +47,7 @@ def render(info: ClassInfo) -> str:
         "classes:",
     ]
     for class_id, (name, color) in enumerate(zip(info.names, info.palette.tolist())):
-        lines.append(f"  - {{name: {_quote(name)}, color: [{colour[0]}, {colour[1]}, {colour[2]}]}}"
+        lines.append(f"  - {{name: {_quote(name)}, color: [{color[0]}, {color[1]}, {color[2]}]}}"
                      f"  # {class_id}")
     return "\n".join(lines) + "\n"
 
