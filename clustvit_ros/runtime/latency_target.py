@@ -175,6 +175,10 @@ class LatencyTarget:
         if self._predicted is not None:
             error = math.log(latency_ms / self._predicted)
             step = abs(error) > self._log_margin + JUMP
+            if step and error < 0:
+                # The load went: errors measured under it no longer describe the frames to come,
+                # and a margin kept from them would hold the merging up for a whole window.
+                self._errors.clear()
             # A step counts at the size of the smallest step: a rare one (a load that changed) stays
             # above the quantile, frequent ones (heavy-tailed noise) raise the margin.
             self._errors.append(min(error, self._log_margin + JUMP))

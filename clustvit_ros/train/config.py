@@ -94,10 +94,10 @@ class LoopConfig:
     lower values make the blocks after the injection point see more tokens in training.
     ``class_weight``: ``none``, ``median_frequency`` or ``sqrt_median_frequency`` (pixel-loss
     weights from the training masks, :mod:`~clustvit_ros.train.class_weights`).
-    ``distill_teacher``: ESPNet weights (:mod:`~clustvit_ros.train.teacher_espnet`; the training
-    split must not hold a frame the teacher may not see) whose predictions on each augmented batch
-    add ``distill_weight`` x T^2 x KL(teacher || student) at temperature T =
-    ``distill_temperature`` (:mod:`~clustvit_ros.train.distill`); None: no distillation."""
+    ``distill_teacher``: ESPNet weights (:mod:`~clustvit_ros.train.teacher_espnet`) whose
+    predictions on each augmented training batch add ``distill_weight`` x T^2 x
+    KL(teacher || student) at temperature T = ``distill_temperature``
+    (:mod:`~clustvit_ros.train.distill`); None: no distillation."""
 
     batch_size: int = 8
     seed: int = 0
