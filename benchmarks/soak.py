@@ -226,7 +226,7 @@ def section(result: dict, args, machine: str, model: str, png: str | None) -> st
         [f"stamp age p50, frames {args.warmup_frames + 1}–{args.warmup_frames + args.window} vs last {args.window}",
          f"{report.p50(first):.1f} → {report.p50(last):.1f} ms", "within 20 % or 2 ms",
          report.verdict(stable(report.p50(first), report.p50(last)))],
-        [f"stamp age p95, same windows", f"{report.p95(first):.1f} → {report.p95(last):.1f} ms", "within 20 % or 2 ms",
+        ["stamp age p95, same windows", f"{report.p95(first):.1f} → {report.p95(last):.1f} ms", "within 20 % or 2 ms",
          report.verdict(stable(report.p95(first), report.p95(last)))],
         [f"stamp age trend after warm-up (least-squares slope; p95 of each {args.window}-frame window)",
          f"{slope_per_1000(ages[args.warmup_frames:]):+.2f} ms per 1000 frames; window p95 "
