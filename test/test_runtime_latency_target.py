@@ -159,6 +159,30 @@ def test_back_to_the_users_floor_within_2_s_after_the_load_goes(floor):
     assert all(f.budget == floor for f in frames[130:] if f.time >= back), "left the floor again, idle"
 
 
+class LoadNoisePlant(SpikyPlant):
+    """Quiet when idle, heavy-tailed under load: beside other busy processes a frame waits for the
+    scheduler now and then (spikes, and log-normal noise 5x the idle one)."""
+
+    def run(self, budget: MergeBudget) -> tuple[float, float, int]:
+        if self.load > 1.0:
+            self.noise = 0.25
+            return super().run(budget)
+        self.noise = 0.05
+        return Plant.run(self, budget)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_noise_of_a_load_that_went_does_not_hold_the_merging_up(seed):
+    plant = LoadNoisePlant(seed=seed)
+    floor = MergeBudget()
+    target = idle_target(plant, floor)
+    frames = simulate(plant, [1.0] * 30 + [2.5] * 150 + [1.0] * 150, target, floor)
+    assert frames[179].budget != floor  # the load needed more merging
+    gone = frames[179].time
+    back = next(f.time for f in frames[180:] if f.budget == floor)
+    assert back - gone <= 2.0
+
+
 def test_a_target_it_cannot_reach_saturates_with_the_reason_and_recovers():
     plant = Plant()
     floor = MergeBudget()
