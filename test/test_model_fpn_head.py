@@ -8,6 +8,7 @@ from clustvit_ros.model.checkpoints import load_checkpoint, read_metadata, save_
 from clustvit_ros.model.configs import ClustViTConfig
 from clustvit_ros.model.fpn_head import FPNHead
 from clustvit_ros.model.segmentor import ClustViT
+from support.models import trained_looking_batchnorms
 
 
 def fpn(**kw) -> ClustViT:
@@ -16,18 +17,6 @@ def fpn(**kw) -> ClustViT:
                                    cluster_hidden=24, img_size=(64, 64), num_classes=5, k=3, ip=1,
                                    stem="conv", head="fpn", fpn_channels=16), **kw})
     return ClustViT(cfg).eval()
-
-
-def _trained_looking(model: ClustViT) -> ClustViT:
-    """BatchNorms with non-trivial statistics and affine parameters (as after training)."""
-    g = torch.Generator().manual_seed(1)
-    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
-        c = bn.num_features
-        bn.running_mean.copy_(torch.randn(c, generator=g))
-        bn.running_var.copy_(torch.rand(c, generator=g) + 0.5)
-        bn.weight.data.copy_(torch.randn(c, generator=g))
-        bn.bias.data.copy_(torch.randn(c, generator=g))
-    return model
 
 
 @pytest.mark.parametrize("patch", [8, 16])
@@ -51,7 +40,7 @@ def test_any_size_gives_logits_at_input_resolution_from_a_quarter_patch_grid(pat
 def test_padding_is_cropped_back_so_the_logits_line_up_with_the_padded_input():
     """An input that is not a multiple of 16 gives the logits of its zero-padded self, cropped:
     the quarter-patch cells sit on the padded image, not stretched onto the H x W pixels."""
-    model = _trained_looking(fpn())
+    model = trained_looking_batchnorms(fpn())
     x = torch.randn(1, 3, 50, 70)
     padded = F.pad(x, (0, 10, 0, 14))
     with torch.no_grad():
@@ -129,7 +118,7 @@ def test_config_needs_a_conv_stem_and_a_patch_of_8_or_more():
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_folding_the_batchnorms_keeps_the_output(channels_last):
     """The engine folds every BatchNorm (stem and head) at load: same logits, none left."""
-    model = _trained_looking(fpn())
+    model = trained_looking_batchnorms(fpn())
     x = torch.randn(2, 3, 48, 80)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -143,7 +132,7 @@ def test_folding_the_batchnorms_keeps_the_output(channels_last):
 
 
 def test_checkpoint_round_trip_rebuilds_the_head_from_the_metadata(tmp_path):
-    model = _trained_looking(fpn(fpn_channels=24))
+    model = trained_looking_batchnorms(fpn(fpn_channels=24))
     path = tmp_path / "fpn.safetensors"
     save_checkpoint(model, path, {"step": 3})
     config, extra = read_metadata(path)

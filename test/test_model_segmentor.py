@@ -11,6 +11,7 @@ from clustvit_ros.model.budget import MergeBudget
 from clustvit_ros.model.configs import ClustViTConfig
 from clustvit_ros.model.segmentor import ClustViT
 from clustvit_ros.model.vit import resize_pos_embed
+from support.models import trained_looking_batchnorms
 
 
 def tiny(**kw) -> ClustViT:
@@ -114,15 +115,7 @@ def test_autocast_training_through_the_padded_batch_path():
 
 def _trained_looking_conv_stem() -> ClustViT:
     """A conv-stem model whose BatchNorms hold non-trivial statistics and affine parameters."""
-    model = tiny(stem="conv", head="linear")
-    g = torch.Generator().manual_seed(1)
-    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
-        c = bn.num_features
-        bn.running_mean.copy_(torch.randn(c, generator=g))
-        bn.running_var.copy_(torch.rand(c, generator=g) + 0.5)
-        bn.weight.data.copy_(torch.randn(c, generator=g))
-        bn.bias.data.copy_(torch.randn(c, generator=g))
-    return model
+    return trained_looking_batchnorms(tiny(stem="conv", head="linear"))
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

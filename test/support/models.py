@@ -24,3 +24,16 @@ def make_checkpoint(path: Path, seed: int = 0, **overrides) -> Path:
     torch.manual_seed(seed)
     save_checkpoint(ClustViT(tiny_config(**overrides)).eval(), path)
     return path
+
+
+def trained_looking_batchnorms(model: ClustViT, seed: int = 1) -> ClustViT:
+    """`model` with every BatchNorm holding non-trivial statistics and affine parameters, as after
+    training (fresh ones are the identity, which hides a wrong fold)."""
+    g = torch.Generator().manual_seed(seed)
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        c = bn.num_features
+        bn.running_mean.copy_(torch.randn(c, generator=g))
+        bn.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+        bn.weight.data.copy_(torch.randn(c, generator=g))
+        bn.bias.data.copy_(torch.randn(c, generator=g))
+    return model
