@@ -229,20 +229,11 @@ def test_a_frame_runs_with_the_engines_device_current(engine, monkeypatch):
 def test_a_merged_frame_synchronises_the_host_twice(checkpoint, cuda_graphs):
     """The kept-token count (one read for the whole frame) and the labels' copy to the host; the
     dense path only the copy. Counted by torch's sync debug mode, on a frame after the first."""
-    import warnings
-
     engine = Engine(checkpoint, device="cuda", cuda_graphs=cuda_graphs)
     image = _image(64, 64)
     for budget, expected in ((MergeBudget(0.0), 1), (MergeBudget(1.0, merge_bias=10.0), 2)):
         engine.run(image, budget)
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                engine.run(image, budget)
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-        syncs = [f"{w.filename}:{w.lineno}" for w in caught if "synchronizing" in str(w.message)]
+        syncs = timing.host_syncs(lambda: engine.run(image, budget))
         assert len(syncs) == expected, (budget, syncs)
 
 

@@ -20,7 +20,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +34,7 @@ from clustvit_ros.model.vit import Attention  # noqa: E402
 from clustvit_ros.runtime.block_graphs import bucket_length  # noqa: E402
 from clustvit_ros.runtime.engine import Engine  # noqa: E402
 from clustvit_ros.runtime.packaged import default_checkpoint  # noqa: E402
+from clustvit_ros.runtime.timing import host_syncs  # noqa: E402
 
 PACKAGES = ("numpy", "cv2", "yaml", "safetensors", "tqdm", "matplotlib", "pytest")
 KERNEL_WORDS = ("attention", "attn", "fmha", "flash", "cudnn", "softmax")
@@ -73,14 +73,7 @@ def check_env() -> int:
 def frame_syncs(engine: Engine, rgb: np.ndarray, budget: MergeBudget) -> list[str]:
     """The source lines of the host syncs torch reports during one frame (after an untimed one)."""
     engine.run(rgb, budget)
-    torch.cuda.set_sync_debug_mode("warn")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            engine.run(rgb, budget)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    return [f"{Path(w.filename).name}:{w.lineno}" for w in caught if "synchronizing" in str(w.message)]
+    return host_syncs(lambda: engine.run(rgb, budget))
 
 
 def check_syncs() -> int:

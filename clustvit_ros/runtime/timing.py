@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import time
+import warnings
+from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -33,3 +36,16 @@ class StageClock:
             marks[-1].synchronize()
             return [a.elapsed_time(b) for a, b in zip(marks, marks[1:])]
         return [(b - a) * 1e3 for a, b in zip(marks, marks[1:])]
+
+
+def host_syncs(run: Callable[[], object]) -> list[str]:
+    """``file:line`` of each host-device synchronisation torch reports while `run()` runs (CUDA's
+    sync debug mode); run it once before, so lazy initialisation is not counted."""
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return [f"{Path(w.filename).name}:{w.lineno}" for w in caught if "synchronizing" in str(w.message)]
