@@ -121,11 +121,11 @@ def test_executable_reports_a_bad_source_and_exits_1():
     assert code == 1 and "cannot start" in output and "/no/such.mp4" in output
 
 
-def test_readme_table_lists_the_parameters():
-    text = (processes.REPO / "README.md").read_text()
+def test_reference_table_lists_the_parameters():
+    text = (processes.REPO / "docs" / "reference.md").read_text()
     lines = text[text.index("<!-- demo-camera-parameters-table"):].splitlines()[3:]
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[:len(PARAMETERS) + 1]]
-    assert not rows[-1][0].startswith("`"), "more rows in the README than parameters"
+    assert not rows[-1][0].startswith("`"), "more rows in the table than parameters"
     types = {bool: "bool", int: "int", float: "double", str: "string"}
     for row, spec in zip(rows, PARAMETERS):
         default = str(spec.default).lower() if isinstance(spec.default, bool) else (
