@@ -46,8 +46,8 @@ PHASES: list[tuple[str, list[str]]] = [("idle", []), ("1 busy loop", ["loop"]),
                                        ("2 torch loops", ["torch", "torch"]), ("idle again", [])]
 TARGET_FACTOR = 1.25
 MAX_LATE = 0.05         # share of frames over the target, where fully merged frames fit under it
-RECOVERY_S = 2.0        # back at the user's budget this long after the load goes
-IDLE_GFLOPS = 0.97      # idle: at least this share of the off run's GFLOPs (no more merging)
+RECOVERY_S = 2.0        # back at the idle phase's merge level this long after the load goes
+IDLE_GFLOPS = 0.97      # idle: at least this share of the GFLOPs idle needs (no more merging)
 FLOOR = (1.0, 0.0)      # the node's default merge_budget and merge_bias
 LEVELS = rosbench.REPO / "out" / "latency_target_levels.json"
 
@@ -136,8 +136,13 @@ def run_schedule(name: str, params: dict, args, logs: Path) -> Run:
 
 # Figures ---------------------------------------------------------------------------------------
 
+def level(frame: dict) -> tuple[float, float]:
+    """A frame's merge level: the controller's ladder raises the budget, then the bias."""
+    return frame["merge_budget"], frame["merge_bias"]
+
+
 def at_floor(frame: dict) -> bool:
-    return (frame["merge_budget"], frame["merge_bias"]) == FLOOR
+    return level(frame) == FLOOR
 
 
 def mean(values) -> float:
@@ -149,10 +154,18 @@ def late_share(frames: list[dict], target: float) -> float:
     return mean(f["latency_ms"] > target for f in frames)
 
 
+def idle_level(run: Run) -> tuple[float, float]:
+    """The merge level the first idle phase needed: its median frame's (the user's budget where the
+    idle machine holds the target at it)."""
+    levels = sorted(level(f) for f in run.phase(0))
+    return levels[len(levels) // 2]
+
+
 def recovery_s(run: Run) -> float:
-    """Seconds from the last load's end to the first frame at the user's budget (NaN: none)."""
-    gone = run.phase_starts[-2]
-    return next((f["t"] - gone for f in run.phase(len(PHASES) - 1) if at_floor(f)), float("nan"))
+    """Seconds from the last load's end to the first frame back at the idle phase's merge level or
+    below (NaN: none)."""
+    gone, idle = run.phase_starts[-2], idle_level(run)
+    return next((f["t"] - gone for f in run.phase(len(PHASES) - 1) if level(f) <= idle), float("nan"))
 
 
 def phase_rows(runs: list[Run], target: float) -> list[list[str]]:
@@ -185,16 +198,26 @@ def target_rows(runs: dict[str, Run], target: float) -> list[list[str]]:
         else:
             rows.append([f"{phase}: frames over the target, on", "none (fully merged p95 "
                          f"{report.fmt(full_p95)} ms > target)", f"{100 * share:.1f} %", "n/a"])
-    for i, (phase, kinds) in enumerate(PHASES):
-        if kinds:
-            continue
-        skip = RECOVERY_S if i > 0 else 0.0
-        ratio = mean(f["gflops"] for f in on.phase(i, skip)) / mean(f["gflops"] for f in off.phase(i, skip))
-        rows.append([f"{phase}: no more merging than needed (GFLOPs on / off"
-                     + (f", after the first {skip:g} s)" if skip else ")"), f"≥ {IDLE_GFLOPS:.2f}",
+    # Idle needs no merging where the user's budget holds the target there (then on must cost what
+    # off does); where idle latency itself reaches past the target, idle needs the merging that the
+    # frames-over-the-target row checks, and what comes back after the load is measured against it.
+    idle_late = late_share(off.phase(0), target)
+    if idle_late <= MAX_LATE:
+        ratio = mean(f["gflops"] for f in on.phase(0)) / mean(f["gflops"] for f in off.phase(0))
+        rows.append(["idle: no merging beyond the user's budget (GFLOPs on / off)", f"≥ {IDLE_GFLOPS:.2f}",
                      f"{ratio:.3f}", report.verdict(ratio >= IDLE_GFLOPS)])
+    else:
+        rows.append(["idle: no merging beyond the user's budget (GFLOPs on / off)",
+                     f"none (at the user's budget {100 * idle_late:.1f} % of idle frames are over the target)",
+                     f"{mean(f['gflops'] for f in on.phase(0)) / mean(f['gflops'] for f in off.phase(0)):.3f}",
+                     "n/a"])
+    last = len(PHASES) - 1
+    ratio = mean(f["gflops"] for f in on.phase(last, RECOVERY_S)) / mean(f["gflops"] for f in on.phase(0))
+    rows.append([f"{PHASES[last][0]}: no more merging than idle before the load (GFLOPs, after the first "
+                 f"{RECOVERY_S:g} s / idle)", f"≥ {IDLE_GFLOPS:.2f}", f"{ratio:.3f}",
+                 report.verdict(ratio >= IDLE_GFLOPS)])
     back = recovery_s(on)
-    rows.append(["back at the user's budget after the load goes", f"≤ {RECOVERY_S:g} s",
+    rows.append(["back at the idle phase's merge level after the load goes", f"≤ {RECOVERY_S:g} s",
                  f"{back:.2f} s", report.verdict(back <= RECOVERY_S)])
     return rows
 
