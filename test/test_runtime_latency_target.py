@@ -187,6 +187,33 @@ def test_the_noise_of_a_load_that_went_does_not_hold_the_merging_up(seed):
     assert floor_back_s(frames, 179, floor) <= 2.0
 
 
+class NodePlant(LoadNoisePlant):
+    """The packaged model end to end in the node on 2 cores (idle: 39.5 ms at the default budget,
+    26.8 ms fully merged): mostly fixed latency, so the fixed part must be known to come back."""
+
+    def __init__(self, **kwargs):
+        super().__init__(a=27.0, b=0.045, **kwargs)
+
+    def run(self, budget: MergeBudget) -> tuple[float, float, int]:
+        if self.load > 1.0:
+            self.noise = 0.35
+            return SpikyPlant.run(self, budget)
+        self.noise = 0.1
+        return Plant.run(self, budget)
+
+
+def test_a_noisy_load_that_went_with_mostly_fixed_latency_is_left_within_1_5_s():
+    # The real node adds lag the simulation lacks (threads re-decided every 0.5 s), so the bound
+    # here is stricter than the 2 s that `make bench` measures against.
+    backs = []
+    for seed in range(10):
+        plant = NodePlant(seed=seed)
+        floor = MergeBudget()
+        frames = simulate(plant, [1.0] * 100 + [2.0] * 200 + [1.0] * 100, idle_target(plant, floor), floor)
+        backs.append(floor_back_s(frames, 299, floor))
+    assert max(backs) <= 1.5, [round(b, 1) for b in backs]
+
+
 def test_a_target_it_cannot_reach_saturates_with_the_reason_and_recovers():
     plant = Plant()
     floor = MergeBudget()

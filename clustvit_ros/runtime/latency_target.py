@@ -20,7 +20,7 @@ plus a fixed part in the same units (decoding, the label map, publishing), at a 
 sets. The rate is measured on every frame: a jump beyond `JUMP` and the usual prediction error
 (either way: a load that comes or goes) is taken at once, a smaller rise with weight `RISE`, a
 smaller fall with time constant `FALL_S`. The fixed part is estimated from pairs of frames in a row
-at different rungs, and used a little below that estimate (`FIXED_TRUST`). It may be negative
+at rungs whose costs differ by `MIN_COST_CHANGE` or more, and used a little below that estimate (`FIXED_TRUST`). It may be negative
 (latency that grows faster than the cost). Each rung's cost is the running cost
 of the frames run there; a rung not run yet costs what the nearest run rung below it cost (so when
 more merging is needed than any rung run so far, the top is tried first and the controller works
@@ -82,8 +82,10 @@ FIXED_PAIRS = 9
 FIXED_TRUST = 0.8
 """The estimate used is that median minus (1 - this) of its size: an underestimate keeps the
 predictions below the current rung pessimistic."""
-MIN_COST_CHANGE = 0.1
-"""A rung change estimates the fixed part only when the cost changed by this share."""
+MIN_COST_CHANGE = 0.25
+"""A rung change estimates the fixed part only when the cost changed by this share: from smaller
+changes, a noisy load's latency gives estimates far below the fixed part, which make every rung
+below the current one look too slow and the way back down after a load slow."""
 
 
 @dataclass(frozen=True)
