@@ -99,7 +99,7 @@ def test_busy_cores_raise_the_merging_under_the_target_and_it_comes_back_when_th
             # On a quarter of the CPU the dense ViT misses this target and the top rung meets it,
             # each by the same factor (the square root of the dense / merged speed-up).
             target = (BURNERS + 1) * (dense * merged) ** 0.5
-            assert dense < 0.9 * target and merged < 0.6 * dense, (dense, merged, target)
+            assert dense < 0.9 * target and merged < 0.75 * dense, (dense, merged, target)
             time.sleep(1.0)
             assert h.set(latency_target_ms=target)[0].successful
             time.sleep(3.0)
